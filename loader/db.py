@@ -1,0 +1,138 @@
+"""Connections, SQL files and error classification: the only place besides merge.py that knows psycopg.
+
+Every failure from the driver leaves here as one of our exception types, so the rest of the code
+(and the retry loop) decides on `TransientDatabaseError` alone, never on driver details.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from loader.errors import ConfigError, DatabaseError, PharmloadError, TransientDatabaseError
+
+log = logging.getLogger("pharmload")
+T = TypeVar("T")
+
+# SQLSTATEs where the same transaction, run again, can succeed.
+TRANSIENT_SQLSTATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03", "55P03"}
+TRANSIENT_CLASSES = ("08",)
+PERMANENT_MESSAGES = ("could not translate host name", "authentication failed", "does not exist",
+                      "no password supplied", "permission denied", "invalid dsn")
+
+
+@functools.cache
+def sql_text(name: str) -> str:
+    """The statement in sql/<name>.sql, loaded by name."""
+    return resources.files("loader.sql").joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def statement(name: str) -> sql.SQL:
+    return sql.SQL(sql_text(name))  # type: ignore[arg-type]  # trusted file from our own package
+
+
+def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> PharmloadError:
+    """Turn a driver error into ours: transient (retry may help) or permanent."""
+    message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, secrets)
+    state = getattr(exc, "sqlstate", None)
+    if isinstance(exc, psycopg.ProgrammingError) and "dsn" in message.lower():
+        return ConfigError(f"bad connection string: {message}")
+    if state in TRANSIENT_SQLSTATES or (state or "").startswith(TRANSIENT_CLASSES):
+        return TransientDatabaseError(f"database connection problem ({state}): {message}")
+    if state is None and isinstance(exc, psycopg.OperationalError):
+        if any(p.lower() in message.lower() for p in PERMANENT_MESSAGES):
+            return DatabaseError(f"cannot connect: {message}")
+        return TransientDatabaseError(f"database connection lost: {message}")
+    return DatabaseError(f"database error ({state or type(exc).__name__}): {message}")
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def connect(dsn: str, secrets: tuple[str, ...] = (), **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection with our error types; prepare_threshold=None so transaction poolers work."""
+    try:
+        return psycopg.connect(dsn, application_name="pharmload", prepare_threshold=None,
+                               connect_timeout=10, **kwargs)
+    except psycopg.Error as exc:
+        raise classify(exc, secrets) from None
+
+
+@contextmanager
+def translated(secrets: tuple[str, ...] = ()) -> Iterator[None]:
+    """Re-raise driver errors inside the block as pharmload errors."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise classify(exc, secrets) from exc
+
+
+def retry(fn: Callable[[], T], attempts: int, base_delay: float = 0.5, what: str = "load") -> T:
+    """Run fn, retrying only TransientDatabaseError with exponential backoff and full jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TransientDatabaseError as exc:
+            if attempt == attempts:
+                raise
+            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))
+            log.warning("%s: %s; retry %d of %d in %.1fs", what, exc, attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def schema_state(conn: psycopg.Connection[Any]) -> dict[str, bool]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(statement("schema_state"))
+        row = cur.fetchone()
+    assert row is not None
+    return {k: bool(v) for k, v in row.items()}
+
+
+def ensure_schema(conn: psycopg.Connection[Any], migrate: bool) -> str:
+    """Create the tables when missing; with migrate, also bring an old shape up to date.
+
+    Without migrate (a load), an old PharmChecker shape is refused rather than changed behind the
+    user's back: the message says to run `pharmload init-db`.
+    """
+    state = schema_state(conn)
+    if state["has_search_results"] and not state["has_current_key"]:
+        if not migrate:
+            raise DatabaseError("search_results has an old PharmChecker shape (other unique key, "
+                                "JSON strings in meta/raw); run `pharmload init-db` to migrate it")
+        conn.execute(statement("migrate_legacy"))
+        conn.execute(statement("schema"))
+        return "migrated"
+    if not state["has_search_results"] or not state["has_load_runs"]:
+        conn.execute(statement("schema"))
+        return "created"
+    return "current"
+
+
+def ensure_database(admin_dsn: str, name: str) -> None:
+    """CREATE DATABASE name unless it exists (embedded server: one database per purpose)."""
+    with connect(admin_dsn, autocommit=True) as conn, translated():
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def fetch_all(conn: psycopg.Connection[Any], name: str, params: dict[str, Any] | None = None
+              ) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(statement(name), params)
+        return cur.fetchall()

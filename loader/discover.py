@@ -1,0 +1,141 @@
+"""Plan a load: every `*_parse.json` below the states folder, and every file a screenshot may be.
+
+A scrape folder is untrusted input, so the plan is also where the "never read outside the allowed
+roots" rule is enforced: a symlink is only followed when its target lies inside the states folder
+or a configured image root, and screenshots are later resolved only against this index, never by
+joining a path taken from a JSON file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+JSON_SUFFIX = "_parse.json"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The files of one load.
+
+    `jsons` has one row per search file, in the order that breaks ties (path order): columns
+    file_id, rel, path, size, mtime_ns. `images` has one row per other file that may be referred
+    to as a screenshot: rel (relative to its root), path, size, mtime_ns. `outside` lists JSON files
+    whose symlink points outside the allowed roots (they are rejected, never read).
+    """
+
+    root: Path
+    jsons: pl.DataFrame
+    images: pl.DataFrame
+    outside: tuple[str, ...]
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r + os.sep) for r in roots)
+
+
+def _walk(root: Path, roots: tuple[str, ...]) -> tuple[list[tuple[str, str, int, int]], list[str]]:
+    """(rel, path, size, mtime_ns) of every regular file below root, and symlinks leading out."""
+    found: list[tuple[str, str, int, int]] = []
+    outside: list[str] = []
+    stack = [(str(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False):
+                stack.append((entry.path, rel + "/"))
+                continue
+            path = entry.path
+            if entry.is_symlink():
+                path = os.path.realpath(entry.path)
+                if not _inside(path, roots):
+                    outside.append(rel)
+                    continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            if entry.is_file():
+                found.append((rel, path, st.st_size, st.st_mtime_ns))
+    return found, outside
+
+
+def _frame(rows: list[tuple[str, str, int, int]]) -> pl.DataFrame:
+    return pl.DataFrame(
+        rows,
+        schema={"rel": pl.String, "path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64},
+        orient="row",
+    )
+
+
+def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path | None = None) -> Plan:
+    """Walk the states folder (and image roots) once; sort search files by path."""
+    root = states_dir.resolve()
+    roots = (str(root), *(str(r.resolve()) for r in image_roots))
+    found, outside = _walk(root, roots)
+    jsons = [f for f in found if f[0].endswith(JSON_SUFFIX)]
+    others = [f for f in found if not f[0].endswith(JSON_SUFFIX)]
+    for extra in image_roots:
+        more, _ = _walk(extra.resolve(), roots)
+        others.extend(f for f in more if not f[0].endswith(JSON_SUFFIX))
+    if single_file is not None:
+        wanted = str(single_file.resolve())
+        jsons = [f for f in jsons if f[1] == wanted or os.path.realpath(f[1]) == wanted]
+    jsons.sort()
+    json_frame = _frame(jsons).with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
+    # The states folder wins over an image root holding the same relative path.
+    image_frame = _frame(others).unique(subset="rel", keep="first", maintain_order=True)
+    return Plan(root=root, jsons=json_frame, images=image_frame,
+                outside=tuple(sorted(r for r in outside if r.endswith(JSON_SUFFIX))))
+
+
+def resolve_images(files: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
+    """Map each search file to its screenshot's index row, as FORMAT.md says.
+
+    `files` has file_id, rel (the JSON's path relative to the states folder) and source_image
+    (metadata.source_image_file, or null when absent). The screenshot is the indexed file whose
+    relative path is the longest trailing part of source_image; when the field is absent, the
+    JSON's own stem with `.png`. Returns file_id, image_rel (null when nothing resolves), and
+    image_missing (true when a screenshot was expected but not found).
+    """
+    parts = (
+        pl.col("source_image").str.replace_all("\\", "/", literal=True).str.split("/")
+        .list.eval(pl.element().filter((pl.element() != "") & (pl.element() != ".")))
+    )
+    cands = files.select(
+        "file_id",
+        pl.when(pl.col("source_image").is_null())
+        .then(pl.concat_list(pl.col("rel").str.slice(0, pl.col("rel").str.len_chars() - len(JSON_SUFFIX))
+                             + ".png"))
+        .otherwise(parts).alias("parts"),
+        pl.col("source_image").is_null().alias("from_stem"),
+    )
+    # Every trailing part of the path, longest first: a/b/c -> a/b/c, b/c, c.
+    exploded = (
+        cands.with_columns(pl.col("parts").list.len().alias("n"))
+        .with_columns(pl.int_ranges(0, pl.col("n")).alias("start"))
+        .explode("start")
+        .filter(pl.col("start").is_not_null())
+        .with_columns(
+            pl.when(pl.col("from_stem")).then(pl.col("parts").list.first())
+            .otherwise(pl.col("parts").list.slice(pl.col("start")).list.join("/")).alias("cand")
+        )
+        .filter(~pl.col("cand").str.contains(r"(^|/)\.\.(/|$)"))
+    )
+    matched = (
+        exploded.join(images.select(pl.col("rel").alias("cand")), on="cand", how="inner")
+        .sort(["file_id", "start"])
+        .group_by("file_id", maintain_order=True)
+        .agg(pl.col("cand").first().alias("image_rel"))
+    )
+    return files.select("file_id").join(matched, on="file_id", how="left").with_columns(
+        pl.col("image_rel").is_null().alias("image_missing")
+    )

@@ -1,0 +1,54 @@
+"""The few exception types pharmload raises, each mapped to one exit code.
+
+The CLI turns any of these into one line on stderr and its exit code; everything else is a bug
+and gets a traceback. Only `TransientDatabaseError` is ever retried: it marks faults where the same
+transaction, run again, can succeed (connection lost, server restarted, serialization failure).
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REJECTS = 1
+EXIT_USAGE = 2
+EXIT_LOAD_FAILED = 3
+EXIT_VERIFY_MISMATCH = 4
+
+
+class PharmloadError(Exception):
+    """Base class: a failure the user can act on, with the exit code it ends the run with."""
+
+    exit_code = EXIT_LOAD_FAILED
+
+
+class ConfigError(PharmloadError):
+    """Bad flags, config file or environment: nothing was done."""
+
+    exit_code = EXIT_USAGE
+
+
+class LoadError(PharmloadError):
+    """The load failed; its transaction was rolled back, so the database is unchanged."""
+
+    exit_code = EXIT_LOAD_FAILED
+
+
+class DatabaseError(LoadError):
+    """A permanent database fault (authentication, permissions, bad schema): retrying cannot help."""
+
+
+class TransientDatabaseError(LoadError):
+    """A fault that a retry of the whole transaction may cure (connection lost, deadlock, ...)."""
+
+
+class LockBusyError(LoadError):
+    """Another load holds the tag's lock and the settings say not to wait."""
+
+
+class StorageError(LoadError):
+    """The image store could not be written (disk full, permissions, upload refused)."""
+
+
+class VerifyMismatch(PharmloadError):
+    """The load committed, but --verify-writes found rows or images that differ from the plan."""
+
+    exit_code = EXIT_VERIFY_MISMATCH

@@ -1,0 +1,129 @@
+"""The database side of one load: lock, stage by COPY, one merge, the run record, one commit.
+
+Everything a load writes goes through one `LoadTransaction`, so either all of it commits or none of
+it does; the `load_runs` row is written in the same transaction (as pg-bulk-ingest commits its
+progress marker with the data), which makes the database itself the record of what committed.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import polars as pl
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from loader import db
+from loader.errors import LockBusyError
+
+ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
+               "license_status", "license_name", "license_type", "address", "city", "state", "zip",
+               "issue_date", "expiration_date", "result_status", "meta", "raw", "image_rel")
+IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
+                 "height")
+COPY_BLOCK = 4 << 20
+LOCK_NAMESPACE = 0x70686C64  # "phld": keeps our advisory locks apart from other applications'
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    inserted: int
+    updated: int
+    unchanged: int
+    images_new: int
+
+
+def frame_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
+    """CSV the way COPY (FORMAT csv) reads it: empty unquoted field = NULL, instants with offset."""
+    buf = io.BytesIO()
+    frame.select(columns).write_csv(buf, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z",
+                                    date_format="%Y-%m-%d")
+    return buf.getvalue()
+
+
+class LoadTransaction:
+    """One load's transaction on an open connection; commit() or rollback() ends it."""
+
+    def __init__(self, conn: psycopg.Connection[Any], secrets: tuple[str, ...] = ()) -> None:
+        self.conn = conn
+        self.secrets = secrets
+        self.dataset_id: int | None = None
+
+    def begin(self, tag: str, description: str | None, created_by: str, wait_for_lock: bool = True,
+              statement_timeout_ms: int | None = None) -> int:
+        """Lock the tag, make sure schema and dataset exist, create the staging tables."""
+        with db.translated(self.secrets):
+            if statement_timeout_ms is not None:
+                self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
+                                  (str(statement_timeout_ms),))
+            self._lock(tag, wait_for_lock)
+            db.ensure_schema(self.conn, migrate=False)
+            row = self.conn.execute(db.statement("ensure_dataset"),
+                                    {"tag": tag, "description": description, "created_by": created_by}
+                                    ).fetchone()
+            assert row is not None
+            self.dataset_id = int(row[0])
+            self.conn.execute(db.statement("create_stage_rows"))
+            self.conn.execute(db.statement("create_stage_images"))
+        return self.dataset_id
+
+    def _lock(self, tag: str, wait: bool) -> None:
+        """One load per tag at a time: an advisory lock held until this transaction ends."""
+        fn = "pg_advisory_xact_lock" if wait else "pg_try_advisory_xact_lock"
+        query = sql.SQL("SELECT {}(%s, hashtext(%s))").format(sql.Identifier(fn))
+        row = self.conn.execute(query, (LOCK_NAMESPACE, tag)).fetchone()
+        if not wait and row is not None and row[0] is False:
+            raise LockBusyError(f"another load into tag {tag!r} is running; try again when it ends")
+
+    def _copy(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
+        stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
+            sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+        with db.translated(self.secrets), self.conn.cursor() as cur, cur.copy(stmt) as copy:
+            view = memoryview(data)
+            for start in range(0, len(view), COPY_BLOCK):
+                copy.write(view[start:start + COPY_BLOCK])
+
+    def copy_rows(self, frame: pl.DataFrame) -> None:
+        """Stage rows (columns of ROW_COLUMNS); chunks may repeat keys, the merge picks one."""
+        if frame.height:
+            self._copy("stage_search_results", ROW_COLUMNS, frame_csv(frame, ROW_COLUMNS))
+
+    def copy_images(self, frame: pl.DataFrame) -> None:
+        if frame.height:
+            self._copy("stage_image_assets", IMAGE_COLUMNS, frame_csv(frame, IMAGE_COLUMNS))
+
+    def merge(self) -> MergeCounts:
+        """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""
+        with db.translated(self.secrets):
+            images = self.conn.execute(db.statement("upsert_image_assets")).fetchone()
+            row = self.conn.execute(db.statement("merge_search_results"),
+                                    {"dataset_id": self.dataset_id}).fetchone()
+        assert row is not None and images is not None
+        inserted, updated, distinct = (int(x) for x in row)
+        return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
+                           images_new=int(images[0]))
+
+    def record_run(self, tag: str, started_at: datetime, counts: dict[str, Any], report: dict[str, Any],
+                   manifest_digest: str | None = None, status: str = "ok") -> int:
+        params = {"dataset_id": self.dataset_id, "tag": tag, "manifest_digest": manifest_digest,
+                  "status": status, "started_at": started_at,
+                  "report": Jsonb(report, dumps=lambda o: orjson.dumps(o).decode()), **counts}
+        with db.translated(self.secrets):
+            row = self.conn.execute(db.statement("record_load_run"), params).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def commit(self) -> None:
+        with db.translated(self.secrets):
+            self.conn.commit()
+
+    def rollback(self) -> None:
+        try:
+            self.conn.rollback()
+        except psycopg.Error:
+            pass  # the connection is gone; the server rolls back an unfinished transaction itself

@@ -1,0 +1,244 @@
+"""Worker function: parse a chunk of search files into columns.
+
+Runs in a worker process (or in-process with --max-workers 1), so it takes and returns small
+picklable values: a list of paths in, a polars frame and two short lists out. Everything that
+decides whether a file is rejected happens here, because that needs the file's own structure; the
+per-value cleaning that can be done on whole columns (dates, trims, null tokens) is left to
+`frame.py`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import polars as pl
+
+# The 50 states, DC and the inhabited territories.
+STATES = frozenset(
+    "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
+    "NC ND OH OK OR PA RI SC SD TN TX UT VT VA WA WV WI WY DC PR VI GU AS MP".split()
+)
+LICENSE_FIELDS = ("license_number", "license_status", "pharmacy_name", "license_type",
+                  "issue_date", "expiration_date")
+ADDRESS_FIELDS = ("street", "city", "state", "zip_code")
+ROW_SCHEMA: dict[str, Any] = {
+    "file_id": pl.Int64,
+    "lic_idx": pl.Int32,
+    "search_name": pl.String,
+    "search_state": pl.String,
+    "search_ts_us": pl.Int64,
+    "license_number": pl.String,
+    "license_status": pl.String,
+    "license_name": pl.String,
+    "license_type": pl.String,
+    "address": pl.String,
+    "city": pl.String,
+    "state": pl.String,
+    "zip": pl.String,
+    "issue_date": pl.String,
+    "expiration_date": pl.String,
+    "result_status": pl.String,
+    "meta": pl.String,
+    "raw": pl.String,
+}
+FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String}
+
+
+@dataclass(frozen=True)
+class ParseTask:
+    file_ids: list[int]
+    paths: list[str]
+    rels: list[str]
+    source_timezone: str = "UTC"
+    max_json_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass
+class ParsedChunk:
+    """Rows (one per license, or one per no-result search), per-file image refs, rejects, warnings."""
+
+    rows: pl.DataFrame
+    files: pl.DataFrame
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class Rejected(Exception):
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def _strip_nul(value: Any) -> Any:
+    """Remove NUL characters everywhere: PostgreSQL text and JSONB cannot hold them."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(v) for v in value]
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A scalar as text (numbers too: license numbers are sometimes JSON numbers); else None."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    raise TypeError(type(value).__name__)
+
+
+def _required_text(meta: dict[str, Any], key: str) -> str:
+    value = meta.get(key)
+    text = _text(value) if not isinstance(value, dict | list) else None
+    text = text.replace("\x00", "").strip() if text is not None else ""
+    if not text:
+        raise Rejected("missing_field", f"metadata.{key} is absent, null or empty")
+    return text
+
+
+def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
+    if not isinstance(value, str) or not value.strip():
+        raise Rejected("invalid_timestamp", "metadata.search_timestamp is absent, null or empty")
+    try:
+        ts = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise Rejected("invalid_timestamp", f"metadata.search_timestamp {value[:60]!r} is not ISO 8601") from None
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=tz)
+    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _load(path: str, max_bytes: int) -> tuple[bytes, Any]:
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise Rejected("too_large", f"file is larger than the {max_bytes} byte limit")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("invalid_json", f"not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise Rejected("invalid_json", f"top level is a JSON {type(doc).__name__}, not an object")
+    return data, doc
+
+
+def _shape(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    meta, result = doc.get("metadata"), doc.get("search_result")
+    if not isinstance(meta, dict):
+        raise Rejected("invalid_shape", "metadata is not an object")
+    if not isinstance(result, dict):
+        raise Rejected("invalid_shape", "search_result is not an object")
+    licenses = result.get("licenses", [])
+    if licenses is None:
+        licenses = []
+    if not isinstance(licenses, list):
+        raise Rejected("invalid_shape", "search_result.licenses is not a list")
+    for i, lic in enumerate(licenses):
+        if not isinstance(lic, dict):
+            raise Rejected("invalid_shape", f"search_result.licenses[{i}] is not an object")
+    return meta, result, licenses
+
+
+def _is_placeholder(lic: dict[str, Any]) -> bool:
+    """The "no results" placeholder: a license whose every field is null or empty."""
+    def empty(v: Any) -> bool:
+        if isinstance(v, dict):
+            return all(empty(x) for x in v.values())
+        return v is None or v == "" or v == []
+    return all(empty(v) for v in lic.values())
+
+
+class _Columns:
+    def __init__(self) -> None:
+        self.cols: dict[str, list[Any]] = {k: [] for k in ROW_SCHEMA}
+
+    def add(self, **values: Any) -> None:
+        for key, col in self.cols.items():
+            col.append(values.get(key))
+
+
+def _field(lic: dict[str, Any], key: str, rel: str, warnings: list[tuple[str, str, str]]) -> str | None:
+    try:
+        return _text(lic.get(key))
+    except TypeError as exc:
+        warnings.append((rel, "non_scalar_field", f"{key} is a JSON {exc}, stored as NULL"))
+        return None
+
+
+def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str, Any], tz: ZoneInfo,
+              warnings: list[tuple[str, str, str]]) -> Any:
+    meta, result, licenses = _shape(doc)
+    if b"\\u0000" in data:
+        doc = _strip_nul(doc)
+        meta, result, licenses = _shape(doc)
+        raw = orjson.dumps(doc).decode()
+    else:
+        raw = data.decode("utf-8")
+    name = _required_text(meta, "pharmacy_name")
+    state = _required_text(meta, "state").upper()
+    if state not in STATES:
+        raise Rejected("invalid_state", f"metadata.state {state[:20]!r} is not a US state or territory code")
+    ts = _timestamp_us(meta.get("search_timestamp"), tz)
+    status = _field(result, "result_status", rel, warnings)
+    common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts,
+              "meta": orjson.dumps(meta).decode(), "raw": raw}
+    real = [lic for lic in licenses if not _is_placeholder(lic)]
+    if not real:
+        out.add(lic_idx=0, result_status=status or "not_found", **common)
+    for i, lic in enumerate(real):
+        addr = lic.get("address")
+        if not isinstance(addr, dict):
+            addr = {}
+        out.add(
+            lic_idx=i, result_status=status or "found",
+            license_number=_field(lic, "license_number", rel, warnings),
+            license_status=_field(lic, "license_status", rel, warnings),
+            license_name=_field(lic, "pharmacy_name", rel, warnings),
+            license_type=_field(lic, "license_type", rel, warnings),
+            issue_date=_field(lic, "issue_date", rel, warnings),
+            expiration_date=_field(lic, "expiration_date", rel, warnings),
+            address=_field(addr, "street", rel, warnings), city=_field(addr, "city", rel, warnings),
+            state=_field(addr, "state", rel, warnings), zip=_field(addr, "zip_code", rel, warnings),
+            **common,
+        )
+    return meta.get("source_image_file")
+
+
+def parse_chunk(task: ParseTask) -> ParsedChunk:
+    """Parse every file of the task; a bad file becomes a reject and never stops the others."""
+    tz = ZoneInfo(task.source_timezone)
+    out = _Columns()
+    file_ids: list[int] = []
+    sources: list[str | None] = []
+    rejects: list[tuple[str, str, str]] = []
+    warnings: list[tuple[str, str, str]] = []
+    for file_id, path, rel in zip(task.file_ids, task.paths, task.rels, strict=True):
+        mark = len(out.cols["file_id"])
+        try:
+            data, doc = _load(path, task.max_json_bytes)
+            source = _add_file(out, file_id, rel, data, doc, tz, warnings)
+        except Rejected as exc:
+            for col in out.cols.values():
+                del col[mark:]
+            rejects.append((rel, exc.code, exc.detail))
+            continue
+        except OSError as exc:
+            rejects.append((rel, "unreadable", f"cannot read the file: {exc.strerror or exc}"))
+            continue
+        file_ids.append(file_id)
+        sources.append(source.replace("\x00", "") if isinstance(source, str) and source.strip() else None)
+    rows = pl.DataFrame(out.cols, schema=ROW_SCHEMA)
+    files = pl.DataFrame({"file_id": file_ids, "source_image": sources}, schema=FILE_SCHEMA)
+    return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)

@@ -1,0 +1,234 @@
+"""The only module that knows the order of the stages of a load.
+
+plan -> parse (workers) -> resolve screenshots -> hash (workers) -> clean + dedup -> COPY -> store
+images -> one merge -> run record -> commit. Parsing, hashing and COPY overlap: chunks of rows are
+staged as they arrive, and the merge deduplicates across chunks, so memory stays bounded by the
+chunk size rather than by the size of the scrape.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from typing import Any
+
+import polars as pl
+
+from loader import db, discover, embedded, frame, images, parse, report, workers
+from loader.errors import LoadError, PharmloadError
+from loader.merge import LoadTransaction
+from loader.report import Report
+from loader.settings import Settings
+
+log = logging.getLogger("pharmload")
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The DSN to use; for the embedded backend, start the server for the block's duration."""
+    if settings.backend != "embedded":
+        yield settings.dsn
+        return
+    server = embedded.start(settings.data_dir)
+    try:
+        db.ensure_database(server.dsn("postgres"), settings.database)
+        yield server.dsn(settings.database)
+    finally:
+        server.release(stop=settings.stop_embedded)
+
+
+def _image_store(settings: Settings) -> images.LocalStore:
+    return images.LocalStore(settings.image_dir)
+
+
+class _Load:
+    """State of one load while it runs; `run()` below drives it."""
+
+    def __init__(self, settings: Settings, plan: discover.Plan, tx: LoadTransaction | None, rep: Report):
+        self.settings = settings
+        self.plan = plan
+        self.tx = tx
+        self.rep = rep
+        self.store = _image_store(settings)
+        self.hashed: set[str] = set()
+        self.pending: list[Future[pl.DataFrame]] = []
+        self.rels = plan.jsons.select("file_id", "rel")
+
+    def parse_tasks(self) -> Iterator[parse.ParseTask]:
+        size = self.settings.chunk_files
+        jsons = self.plan.jsons
+        for start in range(0, jsons.height, size):
+            part = jsons.slice(start, size)
+            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
+                                  rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone)
+
+    def warn(self, frame_: pl.DataFrame) -> None:
+        """Warnings keyed by file_id, reported with the file's path."""
+        if frame_.height:
+            named = frame_.join(self.rels, on="file_id", how="left")
+            self.rep.add_warnings(list(zip(named["rel"], named["kind"], named["detail"], strict=True)))
+
+    def take_chunk(self, chunk: parse.ParsedChunk, pool: workers.Pool) -> None:
+        self.rep.add_rejects(chunk.rejects)
+        self.rep.add_warnings(chunk.warnings)
+        self.rep.files_loaded += chunk.files.height
+        with self.rep.phase("resolve"):
+            files = chunk.files.join(self.rels, on="file_id", how="left")
+            resolved = discover.resolve_images(files, self.plan.images)
+            missing = resolved.filter(pl.col("image_missing")).join(files, on="file_id")
+            self.warn(missing.select("file_id", pl.lit("missing_image").alias("kind"), (
+                pl.lit("screenshot ") + pl.col("source_image").fill_null("<stem>.png")
+                + pl.lit(" not found under the states folder; loaded without image")).alias("detail")))
+            fresh = [r for r in resolved["image_rel"].drop_nulls().unique(maintain_order=True).to_list()
+                     if r not in self.hashed]
+            self.hashed.update(fresh)
+        if fresh:
+            paths = self.plan.images.filter(pl.col("rel").is_in(fresh)).select("rel", "path")
+            for task in workers.split(paths["rel"].to_list(), paths["path"].to_list(), pool.size):
+                self.pending.append(pool.submit(images.hash_images, images.HashTask(*task)))
+        with self.rep.phase("clean"):
+            rows, warnings = frame.clean(chunk.rows)
+            self.warn(warnings)
+            rows = frame.newest_per_key(rows).join(resolved.select("file_id", "image_rel"), on="file_id",
+                                                   how="left").rename({"file_id": "file_order"})
+        self.rep.rows_staged += rows.height
+        if self.tx is not None:
+            with self.rep.phase("copy"):
+                self.tx.copy_rows(rows)
+        self.drain_hashes(block=False)
+
+    def drain_hashes(self, block: bool) -> None:
+        """Store and stage the screenshots whose hashes are ready (all of them when block)."""
+        ready = [f for f in self.pending if block or f.done()]
+        self.pending = [f for f in self.pending if f not in ready]
+        for fut in ready:
+            with self.rep.phase("hash"):
+                hashed = fut.result()
+            self.stage_images(hashed)
+
+    def stage_images(self, hashed: pl.DataFrame) -> None:
+        bad = hashed.filter(pl.col("error").is_not_null())
+        if bad.height:
+            self.rep.add_warnings([(r, "unreadable_image", f"screenshot {r}: {e}; loaded without image")
+                                   for r, e in zip(bad["image_rel"], bad["error"], strict=True)])
+        ok = hashed.filter(pl.col("error").is_null())
+        odd = ok.filter(pl.col("content_type").is_null())
+        if odd.height:
+            self.rep.add_warnings([(r, "not_an_image", f"screenshot {r} is not a PNG or other known image")
+                                   for r in odd["image_rel"]])
+        ok = ok.with_columns(
+            pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
+            pl.lit(self.store.storage_type).alias("storage_type"),
+        )
+        if not self.settings.dry_run:
+            with self.rep.phase("store"):
+                self.rep.images_stored += self.store_images(ok)
+        if self.tx is not None:
+            with self.rep.phase("copy"):
+                self.tx.copy_images(ok)
+
+    def store_images(self, ok: pl.DataFrame) -> int:
+        """Put each screenshot not yet in the store into it; returns how many were new."""
+        distinct = ok.unique(subset="content_hash", keep="first").join(
+            self.plan.images.select(pl.col("rel").alias("image_rel"), "path"), on="image_rel")
+        hashes = distinct["content_hash"].to_list()
+        paths = dict(zip(hashes, distinct["path"].to_list(), strict=True))
+        missing = self.store.missing(hashes)
+        for h in missing:
+            self.store.put(h, paths[h])
+        return len(missing)
+
+
+def run(settings: Settings) -> Report:
+    """Load settings.states_dir into settings.tag; returns the report (also on failure, via the error)."""
+    rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
+    t0 = time.perf_counter()
+    started = datetime.now(timezone.utc)
+    states_dir = settings.states_dir or (settings.single_file.parent if settings.single_file else None)
+    assert states_dir is not None
+    try:
+        with rep.phase("plan"):
+            plan = discover.plan(states_dir, settings.image_roots, settings.single_file)
+        rep.files_found = plan.jsons.height + len(plan.outside)
+        outside = [(rel, "outside_root", "symlink points outside the states folder; not read")
+                   for rel in plan.outside]
+        with database(settings) as dsn:
+            _load(settings, plan, rep, outside, dsn, started)
+        rep.status = "dry-run" if settings.dry_run else "ok"
+        return rep
+    except PharmloadError as exc:
+        rep.status = "failed"
+        rep.error = db.redact(str(exc), settings.secrets)
+        raise
+    finally:
+        rep.elapsed = time.perf_counter() - t0
+        _write_outputs(settings, rep)
+
+
+def _load(settings: Settings, plan: discover.Plan, rep: Report, outside: list[tuple[str, str, str]],
+          dsn: str, started: datetime) -> None:
+    conn = db.connect(dsn, settings.secrets)
+    tx = LoadTransaction(conn, settings.secrets)
+    try:
+        with rep.phase("begin"):
+            rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by)
+        load = _Load(settings, plan, tx, rep)
+        rep.add_rejects(outside)
+        chunks = max(1, -(-plan.jsons.height // settings.chunk_files))
+        with workers.pool(settings.workers if chunks > 1 else 1) as pool:
+            for chunk in pool.ordered(parse.parse_chunk, load.parse_tasks(), window=2 * pool.size,
+                                      timer=lambda: rep.phase("parse")):
+                load.take_chunk(chunk, pool)
+            load.drain_hashes(block=True)
+        rep.images_referenced = len(load.hashed)
+        with rep.phase("merge"):
+            counts = tx.merge()
+        rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
+        rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
+        if settings.dry_run:
+            tx.rollback()
+            return
+        with rep.phase("commit"):
+            rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), _summary(rep))
+            tx.commit()
+    except BaseException:
+        tx.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _summary(rep: Report) -> dict[str, Any]:
+    data = rep.as_dict()
+    data.pop("warning_examples", None)
+    data.pop("rejects", None)
+    return data
+
+
+def _write_outputs(settings: Settings, rep: Report) -> None:
+    try:
+        if settings.rejects is not None:
+            report.write_rejects(settings.rejects, rep.rejects)
+        if settings.report_json is not None:
+            report.write_json(settings.report_json, rep)
+    except OSError as exc:
+        raise LoadError(f"cannot write the report: {exc}") from exc
+
+
+def init_db(settings: Settings) -> str:
+    """Create the schema, or migrate an old PharmChecker one; returns what was done."""
+    with database(settings) as dsn, db.connect(dsn, settings.secrets) as conn, db.translated(settings.secrets):
+        outcome = db.ensure_schema(conn, migrate=True)
+        conn.commit()
+        return outcome
+
+
+def status(settings: Settings) -> list[dict[str, Any]]:
+    with database(settings) as dsn, db.connect(dsn, settings.secrets) as conn, db.translated(settings.secrets):
+        if not db.schema_state(conn)["has_search_results"]:
+            return []
+        return db.fetch_all(conn, "status")

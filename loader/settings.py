@@ -1,0 +1,242 @@
+"""One frozen `Settings` from config.ini < environment < flags.
+
+This is the only module that reads the environment or the config file: every other module gets
+what it needs from the `Settings` passed down to it, so a test or the cron wrapper can build one
+directly. The config file has a `[load]` section of defaults and one section per backend; the
+backend's section overrides `[load]`, so `config.ini` can hold a DSN or an image folder per backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import configargparse
+import platformdirs
+
+from loader.errors import ConfigError
+
+BACKENDS = ("embedded", "postgresql", "supabase")
+COMMANDS = ("load", "init-db", "status", "runs")
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.ini"
+ROOT_DATA_DIR = Path("/var/lib/pharmload")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a run needs; secrets are kept out of repr() so they never reach a log."""
+
+    command: str = "load"
+    backend: str = "embedded"
+    states_dir: Path | None = None
+    single_file: Path | None = None
+    tag: str | None = None
+    dsn: str = field(default="", repr=False)
+    data_dir: Path = field(default_factory=lambda: default_data_root() / "pgdata")
+    database: str = "pharmchecker"
+    image_dir: Path = field(default_factory=lambda: default_data_root() / "imagecache")
+    image_roots: tuple[Path, ...] = ()
+    rejects: Path | None = None
+    report_json: Path | None = None
+    created_by: str = "pharmload"
+    description: str | None = None
+    source_timezone: str = "UTC"
+    dry_run: bool = False
+    batch_size: int = 25
+    chunk_files: int = 2000
+    max_workers: int = 0
+    max_concurrent_uploads: int = 10
+    debug_log: bool = False
+    verify_writes: str = "off"
+    stop_embedded: bool = True
+    limit: int = 20
+
+    @property
+    def workers(self) -> int:
+        """Worker processes to use: 0 means one per CPU."""
+        return self.max_workers if self.max_workers > 0 else (os.cpu_count() or 1)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Strings that must never be printed: the DSN's password, if any."""
+        return tuple(s for s in (dsn_password(self.dsn),) if s)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def default_data_root() -> Path:
+    """Where the embedded server and image store live by default.
+
+    As root, a system path: the PostgreSQL wheel then runs the server as a separate system user and
+    makes every ancestor folder of its data folder world-readable, which must never happen to a
+    private home folder such as /root.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return ROOT_DATA_DIR
+    return Path(platformdirs.user_data_dir("pharmload"))
+
+
+def dsn_password(dsn: str) -> str:
+    """The password in a URL or key=value DSN, without importing the database driver."""
+    if "://" in dsn:
+        netloc = dsn.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
+        userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
+        return userinfo.split(":", 1)[1] if ":" in userinfo else ""
+    for part in dsn.split():
+        key, _, value = part.partition("=")
+        if key.strip() == "password":
+            return value.strip().strip("'")
+    return ""
+
+
+def _pre_parse(argv: list[str], env: dict[str, str]) -> tuple[Path, str]:
+    """The config file and backend, needed before the real parse to pick the config sections."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", "-c")
+    pre.add_argument("--backend")
+    known, _ = pre.parse_known_args(argv)
+    config = Path(known.config or env.get("PHARMLOAD_CONFIG") or DEFAULT_CONFIG)
+    if known.config and not config.is_file():
+        raise ConfigError(f"config file not found: {config}")
+    backend = known.backend or env.get("PHARMLOAD_BACKEND") or _config_backend(config) or "embedded"
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    return config, backend
+
+
+def _config_backend(config: Path) -> str | None:
+    import configparser
+
+    if not config.is_file():
+        return None
+    parser = configparser.ConfigParser()
+    parser.read(config)
+    value = parser.get("load", "backend", fallback="").strip()
+    return value or None
+
+
+def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
+    p = configargparse.ArgumentParser(
+        prog="pharmload",
+        description="Load a pharmacy license scrape into PharmChecker's database.",
+        default_config_files=[str(config)] if config.is_file() else [],
+        config_file_parser_class=configargparse.IniConfigParser(["load", backend], False),
+        args_for_setting_config_path=["-c", "--config"],
+        ignore_unknown_config_file_keys=True,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    e = "PHARMLOAD_"
+    p.add_argument("command", nargs="?", default="load", choices=COMMANDS, help="what to do")
+    p.add_argument("--backend", choices=BACKENDS, default="embedded", env_var=e + "BACKEND")
+    p.add_argument("--states-dir", type=Path, env_var=e + "STATES_DIR", help="scrape folder to load")
+    p.add_argument("--single-file", type=Path, help="load only this one *_parse.json (testing)")
+    p.add_argument("--tag", env_var=e + "TAG", help="dataset tag to load into")
+    p.add_argument("--dsn", env_var=e + "DSN", help="PostgreSQL connection string (default: libpq's PG*)")
+    p.add_argument("--data-dir", type=Path, env_var=e + "DATA_DIR", help="embedded server's data folder")
+    p.add_argument("--database", default="pharmchecker", env_var=e + "DATABASE",
+                   help="database name on the embedded server")
+    p.add_argument("--image-dir", type=Path, env_var=e + "IMAGE_DIR", help="local image store folder")
+    p.add_argument("--image-root", type=Path, action="append", default=[], dest="image_roots",
+                   help="another folder screenshots may be read from (repeatable)")
+    p.add_argument("--rejects", type=Path, env_var=e + "REJECTS", help="write rejected files here (JSONL)")
+    p.add_argument("--report-json", type=Path, env_var=e + "REPORT_JSON", help="write the report as JSON")
+    p.add_argument("--created-by", default="pharmload", env_var=e + "CREATED_BY")
+    p.add_argument("--description", env_var=e + "DESCRIPTION")
+    p.add_argument("--source-timezone", default="UTC", env_var=e + "SOURCE_TIMEZONE",
+                   help="time zone of naive search timestamps")
+    p.add_argument("--dry-run", action="store_true", help="plan and parse, write nothing")
+    p.add_argument("--batch-size", type=int, default=25,
+                   help="accepted for the old importer's scripts; a load is one COPY, not batches")
+    p.add_argument("--chunk-files", type=int, default=2000, env_var=e + "CHUNK_FILES",
+                   help="files per worker task")
+    p.add_argument("--max-workers", type=int, default=0, env_var=e + "MAX_WORKERS",
+                   help="worker processes (0: one per CPU; 1: in-process)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=10)
+    p.add_argument("--debug-log", action="store_true", env_var=e + "DEBUG_LOG")
+    p.add_argument("--verify-writes", nargs="?", const="on", default="off", choices=("off", "on", "deep"),
+                   help="check the database against the plan after the load")
+    p.add_argument("--keep-server", action="store_true",
+                   help="leave the embedded server running after the command")
+    p.add_argument("--limit", type=int, default=20, help="rows to show for 'runs'")
+    return p
+
+
+def load_settings(argv: list[str], env: dict[str, str] | None = None) -> Settings:
+    """Parse argv (without the program name) against env and the config file."""
+    env = dict(os.environ) if env is None else env
+    config, backend = _pre_parse(argv, env)
+    parser = _build_parser(config, backend)
+    try:
+        ns = parser.parse_args(argv, env_vars=env)
+    except SystemExit as exc:  # argparse already printed the message
+        if exc.code == 0:
+            raise
+        raise ConfigError("invalid command line (see the message above)") from None
+    return _settings_from(ns, backend, env)
+
+
+def _settings_from(ns: argparse.Namespace, backend: str, env: dict[str, str]) -> Settings:
+    root = default_data_root()
+    dsn = ns.dsn or ""
+    if not dsn and backend == "postgresql":
+        dsn = env.get("DATABASE_URL", "")
+    if not dsn and backend == "supabase":
+        dsn = env.get("SUPABASE_DB_URL", "")
+    settings = Settings(
+        command=ns.command,
+        backend=backend,
+        states_dir=_expand(ns.states_dir),
+        single_file=_expand(ns.single_file),
+        tag=ns.tag,
+        dsn=dsn,
+        data_dir=_expand(ns.data_dir) or root / "pgdata",
+        database=ns.database,
+        image_dir=_expand(ns.image_dir) or root / "imagecache",
+        image_roots=tuple(p.expanduser().resolve() for p in ns.image_roots),
+        rejects=_expand(ns.rejects),
+        report_json=_expand(ns.report_json),
+        created_by=ns.created_by,
+        description=ns.description,
+        source_timezone=ns.source_timezone,
+        dry_run=ns.dry_run,
+        batch_size=ns.batch_size,
+        chunk_files=ns.chunk_files,
+        max_workers=ns.max_workers,
+        max_concurrent_uploads=ns.max_concurrent_uploads,
+        debug_log=ns.debug_log,
+        verify_writes=ns.verify_writes,
+        stop_embedded=not ns.keep_server,
+        limit=ns.limit,
+    )
+    validate(settings)
+    return settings
+
+
+def _expand(path: Path | None) -> Path | None:
+    return path.expanduser().absolute() if path is not None else None
+
+
+def validate(s: Settings) -> None:
+    """Refuse settings that cannot work, before anything is touched."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if s.command == "load":
+        if s.states_dir is None and s.single_file is None:
+            raise ConfigError("--states-dir is required (or --single-file)")
+        if not s.tag:
+            raise ConfigError("--tag is required")
+        if s.states_dir is not None and not s.states_dir.is_dir():
+            raise ConfigError(f"--states-dir {s.states_dir}: not a folder")
+        if s.single_file is not None and not s.single_file.is_file():
+            raise ConfigError(f"--single-file {s.single_file}: no such file")
+    if s.max_workers < 0 or s.chunk_files < 1 or s.max_concurrent_uploads < 1:
+        raise ConfigError("--max-workers must be >= 0, --chunk-files and --max-concurrent-uploads >= 1")
+    try:
+        ZoneInfo(s.source_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"--source-timezone {s.source_timezone!r}: unknown time zone") from None

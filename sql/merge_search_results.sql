@@ -1,0 +1,39 @@
+-- The one merge of a load: newest search per key wins, within the load and against what is stored;
+-- an equal or older search changes nothing. Returns inserted, updated and distinct-key counts.
+WITH src AS (
+    SELECT DISTINCT ON (s.search_state, s.search_name, s.license_number) s.*, i.content_hash AS image_hash
+    FROM stage_search_results s
+    LEFT JOIN stage_image_assets i ON i.image_rel = s.image_rel
+    ORDER BY s.search_state, s.search_name, s.license_number, s.search_ts DESC, s.file_order, s.lic_idx
+), merged AS (
+    INSERT INTO search_results AS t (
+        dataset_id, search_name, search_state, search_ts, license_number, license_status,
+        license_name, license_type, address, city, state, zip, issue_date, expiration_date,
+        result_status, meta, raw, image_hash)
+    SELECT %(dataset_id)s, search_name, search_state, search_ts, license_number, license_status,
+           license_name, license_type, address, city, state, zip, issue_date, expiration_date,
+           result_status, meta::jsonb, raw::jsonb, image_hash
+    FROM src
+    ON CONFLICT (dataset_id, search_state, search_name, license_number) DO UPDATE SET
+        search_ts = excluded.search_ts,
+        license_status = excluded.license_status,
+        license_name = excluded.license_name,
+        license_type = excluded.license_type,
+        address = excluded.address,
+        city = excluded.city,
+        state = excluded.state,
+        zip = excluded.zip,
+        issue_date = excluded.issue_date,
+        expiration_date = excluded.expiration_date,
+        result_status = excluded.result_status,
+        meta = excluded.meta,
+        raw = excluded.raw,
+        image_hash = excluded.image_hash,
+        updated_at = now()
+    WHERE excluded.search_ts > t.search_ts
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS inserted,
+       count(*) FILTER (WHERE NOT inserted) AS updated,
+       (SELECT count(*) FROM src) AS distinct_rows
+FROM merged

@@ -1,0 +1,71 @@
+-- PharmChecker's tables as pharmload writes them. Idempotent: safe to run on every init-db.
+-- Requires PostgreSQL 15+ (UNIQUE NULLS NOT DISTINCT).
+CREATE TABLE IF NOT EXISTS datasets (
+    id          bigserial PRIMARY KEY,
+    kind        text        NOT NULL,
+    tag         text        NOT NULL,
+    description text,
+    created_by  text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT datasets_kind_tag_key UNIQUE (kind, tag)
+);
+
+CREATE TABLE IF NOT EXISTS image_assets (
+    content_hash text        PRIMARY KEY CHECK (content_hash ~ '^[0-9a-f]{64}$'),
+    storage_path text        NOT NULL,
+    storage_type text        NOT NULL,
+    file_size    bigint      NOT NULL,
+    content_type text,
+    width        integer,
+    height       integer,
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE IF NOT EXISTS search_results (
+    id              bigserial PRIMARY KEY,
+    dataset_id      bigint      NOT NULL REFERENCES datasets (id) ON DELETE CASCADE,
+    search_name     text        NOT NULL,
+    search_state    text        NOT NULL,
+    search_ts       timestamptz NOT NULL,
+    license_number  text,
+    license_status  text,
+    license_name    text,
+    license_type    text,
+    address         text,
+    city            text,
+    state           text,
+    zip             text,
+    issue_date      date,
+    expiration_date date,
+    result_status   text        NOT NULL,
+    meta            jsonb,
+    raw             jsonb,
+    image_hash      text,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT search_results_dataset_search_license_key
+        UNIQUE NULLS NOT DISTINCT (dataset_id, search_state, search_name, license_number)
+);
+
+CREATE INDEX IF NOT EXISTS search_results_image_hash_idx ON search_results (image_hash);
+
+CREATE TABLE IF NOT EXISTS load_runs (
+    id              bigserial PRIMARY KEY,
+    dataset_id      bigint      REFERENCES datasets (id) ON DELETE CASCADE,
+    tag             text        NOT NULL,
+    manifest_digest text,
+    status          text        NOT NULL,
+    started_at      timestamptz NOT NULL,
+    finished_at     timestamptz NOT NULL DEFAULT now(),
+    files_seen      integer,
+    files_loaded    integer,
+    files_skipped   integer,
+    files_rejected  integer,
+    rows_inserted   integer,
+    rows_updated    integer,
+    rows_unchanged  integer,
+    images_stored   integer,
+    report          jsonb
+);
+
+CREATE INDEX IF NOT EXISTS load_runs_dataset_idx ON load_runs (dataset_id, finished_at DESC);
