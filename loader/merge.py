@@ -7,6 +7,7 @@ progress marker with the data), which makes the database itself the record of wh
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 from datetime import datetime
@@ -123,7 +124,6 @@ class LoadTransaction:
             self.conn.commit()
 
     def rollback(self) -> None:
-        try:
+        # When the connection is gone, the server rolls back the unfinished transaction itself.
+        with contextlib.suppress(psycopg.Error):
             self.conn.rollback()
-        except psycopg.Error:
-            pass  # the connection is gone; the server rolls back an unfinished transaction itself

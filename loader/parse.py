@@ -10,7 +10,7 @@ per-value cleaning that can be done on whole columns (dates, trims, null tokens)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -114,7 +114,7 @@ def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
         raise Rejected("invalid_timestamp", f"metadata.search_timestamp {value[:60]!r} is not ISO 8601") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=tz)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import polars as pl
@@ -147,7 +147,7 @@ def run(settings: Settings) -> Report:
     """Load settings.states_dir into settings.tag; returns the report (also on failure, via the error)."""
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
     t0 = time.perf_counter()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     states_dir = settings.states_dir or (settings.single_file.parent if settings.single_file else None)
     assert states_dir is not None
     try:

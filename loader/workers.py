@@ -8,6 +8,7 @@ pool is running, and preloading keeps worker start-up to a fork.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -80,4 +81,4 @@ def split(rels: list[str], paths: list[str], parts: int) -> list[tuple[list[str]
     n = len(rels)
     parts = max(1, min(parts, n))
     bounds = [n * i // parts for i in range(parts + 1)]
-    return [(rels[a:b], paths[a:b]) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    return [(rels[a:b], paths[a:b]) for a, b in itertools.pairwise(bounds) if b > a]

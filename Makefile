@@ -1,0 +1,43 @@
+# pharmload: `make demo` loads a synthetic scrape into the embedded database; `make test` runs
+# lint and the whole suite against a real PostgreSQL. Both install what they need first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+STATES_DIR ?=
+TAG ?=
+DEMO_DIR ?= demo
+
+.PHONY: install lint test demo load-embedded load-local load-supabase bench bench-full clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+lint: install
+	$(BIN)/ruff check loader tests benchmarks
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+demo: install
+	$(BIN)/python -m benchmarks.corpus $(DEMO_DIR)/scrape --files 515 --image-bytes 20000 --force
+	$(BIN)/pharmload load --states-dir $(DEMO_DIR)/scrape --tag demo-scrape \
+		--rejects $(DEMO_DIR)/rejects.jsonl --report-json $(DEMO_DIR)/report.json || [ $$? -eq 1 ]
+	$(BIN)/pharmload status
+
+load-embedded: install
+	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-embedded STATES_DIR=... TAG=..."; exit 2; }
+	$(BIN)/pharmload load --backend embedded --states-dir "$(STATES_DIR)" --tag "$(TAG)"
+
+load-local: install
+	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-local STATES_DIR=... TAG=..."; exit 2; }
+	$(BIN)/pharmload load --backend postgresql --states-dir "$(STATES_DIR)" --tag "$(TAG)"
+
+clean:
+	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
