@@ -109,9 +109,20 @@ class LoadTransaction:
         return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
                            images_new=int(images[0]))
 
+    def committed(self, load_id: str) -> bool:
+        """Whether the load with this id committed: its load_runs row exists."""
+        with db.translated(self.secrets):
+            return self.conn.execute(db.statement("find_load_run"), {"load_id": load_id}).fetchone() is not None
+
+    def terminate_backend(self, dsn: str) -> None:
+        """Test-only fault: ask the server, from another session, to drop this load's connection."""
+        pid = self.conn.info.backend_pid
+        with db.connect(dsn, self.secrets, autocommit=True) as side:
+            side.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
     def record_run(self, tag: str, started_at: datetime, counts: dict[str, Any], report: dict[str, Any],
-                   manifest_digest: str | None = None, status: str = "ok") -> int:
-        params = {"dataset_id": self.dataset_id, "tag": tag, "manifest_digest": manifest_digest,
+                   load_id: str, manifest_digest: str | None = None, status: str = "ok") -> int:
+        params = {"dataset_id": self.dataset_id, "tag": tag, "load_id": load_id, "manifest_digest": manifest_digest,
                   "status": status, "started_at": started_at,
                   "report": Jsonb(report, dumps=lambda o: orjson.dumps(o).decode()), **counts}
         with db.translated(self.secrets):

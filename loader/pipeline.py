@@ -8,8 +8,12 @@ chunk size rather than by the size of the scrape.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
+import signal
 import time
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -20,6 +24,7 @@ import polars as pl
 
 from loader import db, discover, embedded, frame, images, parse, report, workers
 from loader.errors import LoadError, PharmloadError
+from loader.manifest import Manifest, manifest_path
 from loader.merge import LoadTransaction
 from loader.report import Report
 from loader.settings import Settings
@@ -46,23 +51,27 @@ def _image_store(settings: Settings) -> images.LocalStore:
 
 
 class _Load:
-    """State of one load while it runs; `run()` below drives it."""
+    """One attempt at a load while it runs; `_attempt()` below drives it."""
 
-    def __init__(self, settings: Settings, plan: discover.Plan, tx: LoadTransaction | None, rep: Report):
+    def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
+                 rep: Report, man: Manifest) -> None:
         self.settings = settings
         self.plan = plan
+        self.todo = todo
         self.tx = tx
         self.rep = rep
+        self.man = man
         self.store = _image_store(settings)
-        self.hashed: set[str] = set()
+        self.seen: set[str] = set()
+        self.ok_files: list[int] = []
         self.pending: list[Future[pl.DataFrame]] = []
         self.rels = plan.jsons.select("file_id", "rel")
+        self.cached = man.known_hashes(plan.images).filter(pl.col("error").is_null())
 
     def parse_tasks(self) -> Iterator[parse.ParseTask]:
         size = self.settings.chunk_files
-        jsons = self.plan.jsons
-        for start in range(0, jsons.height, size):
-            part = jsons.slice(start, size)
+        for start in range(0, self.todo.height, size):
+            part = self.todo.slice(start, size)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
                                   rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone)
 
@@ -76,6 +85,7 @@ class _Load:
         self.rep.add_rejects(chunk.rejects)
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
+        self.ok_files.extend(chunk.files["file_id"].to_list())
         with self.rep.phase("resolve"):
             files = chunk.files.join(self.rels, on="file_id", how="left")
             resolved = discover.resolve_images(files, self.plan.images)
@@ -84,22 +94,31 @@ class _Load:
                 pl.lit("screenshot ") + pl.col("source_image").fill_null("<stem>.png")
                 + pl.lit(" not found under the states folder; loaded without image")).alias("detail")))
             fresh = [r for r in resolved["image_rel"].drop_nulls().unique(maintain_order=True).to_list()
-                     if r not in self.hashed]
-            self.hashed.update(fresh)
-        if fresh:
-            paths = self.plan.images.filter(pl.col("rel").is_in(fresh)).select("rel", "path")
-            for task in workers.split(paths["rel"].to_list(), paths["path"].to_list(), pool.size):
-                self.pending.append(pool.submit(images.hash_images, images.HashTask(*task)))
+                     if r not in self.seen]
+            self.seen.update(fresh)
+        self.hash_images(fresh, pool)
         with self.rep.phase("clean"):
             rows, warnings = frame.clean(chunk.rows)
             self.warn(warnings)
             rows = frame.newest_per_key(rows).join(resolved.select("file_id", "image_rel"), on="file_id",
                                                    how="left").rename({"file_id": "file_order"})
         self.rep.rows_staged += rows.height
-        if self.tx is not None:
-            with self.rep.phase("copy"):
-                self.tx.copy_rows(rows)
+        with self.rep.phase("copy"):
+            self.tx.copy_rows(rows)
+        checkpoint(self.settings, "copying")
         self.drain_hashes(block=False)
+
+    def hash_images(self, rels: list[str], pool: workers.Pool) -> None:
+        """Stage screenshots hashed by an earlier run at once; send the others to the workers."""
+        if not rels:
+            return
+        known = self.cached.filter(pl.col("image_rel").is_in(rels))
+        if known.height:
+            self.stage_images(known)
+        todo = self.plan.images.filter(pl.col("rel").is_in(rels)).join(
+            known.select(pl.col("image_rel").alias("rel")), on="rel", how="anti")
+        for task in workers.split(todo["rel"].to_list(), todo["path"].to_list(), pool.size):
+            self.pending.append(pool.submit(images.hash_images, images.HashTask(*task)))
 
     def drain_hashes(self, block: bool) -> None:
         """Store and stage the screenshots whose hashes are ready (all of them when block)."""
@@ -108,7 +127,11 @@ class _Load:
         for fut in ready:
             with self.rep.phase("hash"):
                 hashed = fut.result()
+            fingerprints = self.plan.images.select(pl.col("rel").alias("image_rel"), "size", "mtime_ns")
+            self.man.record_hashes(hashed.filter(pl.col("error").is_null()).join(fingerprints, on="image_rel"))
             self.stage_images(hashed)
+            if not self.settings.dry_run:
+                self.man.save(force=False)
 
     def stage_images(self, hashed: pl.DataFrame) -> None:
         bad = hashed.filter(pl.col("error").is_not_null())
@@ -124,12 +147,12 @@ class _Load:
             pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
             pl.lit(self.store.storage_type).alias("storage_type"),
         )
+        self.rep.images_referenced += ok["content_hash"].n_unique()
         if not self.settings.dry_run:
             with self.rep.phase("store"):
                 self.rep.images_stored += self.store_images(ok)
-        if self.tx is not None:
-            with self.rep.phase("copy"):
-                self.tx.copy_images(ok)
+        with self.rep.phase("copy"):
+            self.tx.copy_images(ok)
 
     def store_images(self, ok: pl.DataFrame) -> int:
         """Put each screenshot not yet in the store into it; returns how many were new."""
@@ -140,24 +163,52 @@ class _Load:
         missing = self.store.missing(hashes)
         for h in missing:
             self.store.put(h, paths[h])
+            checkpoint(self.settings, "storing")
         return len(missing)
+
+    def repair_store(self) -> None:
+        """Screenshots of skipped (unchanged) files must still be in the store: put back any lost."""
+        if self.settings.dry_run:
+            return
+        rest = self.cached.filter(~pl.col("image_rel").is_in(list(self.seen)))
+        with self.rep.phase("store"):
+            self.rep.images_stored += self.store_images(rest)
+
+    def outcomes(self) -> pl.DataFrame:
+        """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
+        return self.todo.select(
+            "rel", "size", "mtime_ns",
+            pl.when(pl.col("file_id").is_in(self.ok_files)).then(pl.lit("pending"))
+            .otherwise(pl.lit("rejected")).alias("state"))
+
+
+def checkpoint(settings: Settings, name: str) -> None:
+    """Test-only: die here (SIGKILL, no clean-up at all) when the settings name this point."""
+    if settings.test_kill_at == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run(settings: Settings) -> Report:
-    """Load settings.states_dir into settings.tag; returns the report (also on failure, via the error)."""
+    """Load settings.states_dir into settings.tag and return the report; errors propagate after the
+    report and rejects files are written."""
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
     t0 = time.perf_counter()
-    started = datetime.now(UTC)
     states_dir = settings.states_dir or (settings.single_file.parent if settings.single_file else None)
     assert states_dir is not None
     try:
         with rep.phase("plan"):
             plan = discover.plan(states_dir, settings.image_roots, settings.single_file)
-        rep.files_found = plan.jsons.height + len(plan.outside)
-        outside = [(rel, "outside_root", "symlink points outside the states folder; not read")
-                   for rel in plan.outside]
+        checkpoint(settings, "planned")
+        path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
+        man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
+        if why:
+            log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
+            rep.add_warnings([(str(path), "manifest_rebuilt", why)])
+        load_id = uuid.uuid4().hex
+        attempts = iter(range(1, settings.retries + 1))
         with database(settings) as dsn:
-            _load(settings, plan, rep, outside, dsn, started)
+            db.retry(lambda: _attempt(settings, plan, man, rep, dsn, load_id, next(attempts)),
+                     attempts=settings.retries, base_delay=settings.retry_delay)
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
     except PharmloadError as exc:
@@ -169,37 +220,77 @@ def run(settings: Settings) -> Report:
         _write_outputs(settings, rep)
 
 
-def _load(settings: Settings, plan: discover.Plan, rep: Report, outside: list[tuple[str, str, str]],
-          dsn: str, started: datetime) -> None:
+def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, rep: Report, dsn: str, load_id: str,
+             attempt: int) -> None:
+    """One try at the whole database phase; a transient error anywhere in it means another try."""
+    started = datetime.now(UTC)
+    rep.reset(attempt)
+    outside = [(rel, "outside_root", "symlink points outside the states folder; not read") for rel in plan.outside]
     conn = db.connect(dsn, settings.secrets)
     tx = LoadTransaction(conn, settings.secrets)
     try:
         with rep.phase("begin"):
-            rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by)
-        load = _Load(settings, plan, tx, rep)
+            rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by,
+                                      settings.lock_wait, settings.statement_timeout_ms)
+            if tx.committed(load_id):  # an earlier attempt committed, but its acknowledgement was lost
+                man.promote(load_id)
+                man.save()
+                rep.note = "committed by an earlier attempt whose connection was lost"
+                return
+            man.reconcile(tx.committed)
+        todo = plan.jsons if settings.full else plan.jsons.join(
+            man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
+        rep.files_found = plan.jsons.height + len(outside)
+        rep.files_skipped = plan.jsons.height - todo.height
         rep.add_rejects(outside)
-        chunks = max(1, -(-plan.jsons.height // settings.chunk_files))
+        man.pending, man.phase = load_id, "loading"
+        if not settings.dry_run:
+            man.save()
+        load = _Load(settings, plan, todo, tx, rep, man)
+        chunks = max(1, -(-todo.height // settings.chunk_files))
         with workers.pool(settings.workers if chunks > 1 else 1) as pool:
             for chunk in pool.ordered(parse.parse_chunk, load.parse_tasks(), window=2 * pool.size,
                                       timer=lambda: rep.phase("parse")):
                 load.take_chunk(chunk, pool)
+                checkpoint(settings, "parsing")
+                _terminate_for_test(settings, tx, dsn, attempt, "copying")
             load.drain_hashes(block=True)
-        rep.images_referenced = len(load.hashed)
+        load.repair_store()
+        man.record_files(load.outcomes())
+        man.phase = "staged"
+        if not settings.dry_run:
+            man.save()
+        checkpoint(settings, "staged")
+        _terminate_for_test(settings, tx, dsn, attempt, "merging")
         with rep.phase("merge"):
             counts = tx.merge()
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
+        checkpoint(settings, "merged")
         if settings.dry_run:
-            tx.rollback()
             return
         with rep.phase("commit"):
-            rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), _summary(rep))
+            rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), _summary(rep), load_id=load_id,
+                                       manifest_digest=_digest(plan.jsons))
             tx.commit()
-    except BaseException:
-        tx.rollback()
-        raise
+        checkpoint(settings, "committed")
+        man.promote(load_id)
+        man.save()
+        checkpoint(settings, "done")
     finally:
+        tx.rollback()
         conn.close()
+
+
+def _terminate_for_test(settings: Settings, tx: LoadTransaction, dsn: str, attempt: int, point: str) -> None:
+    """Test-only: have the server drop this load's connection at a named point, on the first attempt."""
+    if settings.test_terminate_at == point and attempt == 1:
+        tx.terminate_backend(dsn)
+
+
+def _digest(jsons: pl.DataFrame) -> str:
+    """Names the state of the tree a load saw: every search file's path, size and mtime."""
+    return hashlib.sha256(jsons.select("rel", "size", "mtime_ns").write_csv().encode()).hexdigest()
 
 
 def _summary(rep: Report) -> dict[str, Any]:

@@ -47,8 +47,17 @@ class Report:
     warning_examples: list[dict[str, str]] = field(default_factory=list)
     verify: dict[str, Any] = field(default_factory=dict)
     run_id: int | None = None
+    attempts: int = 0
+    note: str | None = None
     started_at: float = field(default_factory=time.time)
     elapsed: float = 0.0
+
+    def reset(self, attempt: int) -> None:
+        """Start the counts afresh for another attempt; phase times keep adding up."""
+        fresh = Report(tag=self.tag, backend=self.backend, dry_run=self.dry_run, phases=self.phases,
+                       started_at=self.started_at)
+        self.__dict__.update(fresh.__dict__)
+        self.attempts = attempt
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -115,6 +124,10 @@ class Report:
         if self.verify:
             lines.append(f"Verify: {self.verify.get('result')} ({self.verify.get('checked', 0)} rows checked, "
                          f"{len(self.verify.get('mismatches', []))} mismatches)")
+        if self.attempts > 1:
+            lines.append(f"Attempts: {self.attempts} (transient database errors were retried)")
+        if self.note:
+            lines.append(f"Note: {self.note}")
         if self.error:
             lines.append(f"Error: {self.error}")
         lines.append(bar)

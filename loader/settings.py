@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,14 @@ class Settings:
     verify_writes: str = "off"
     stop_embedded: bool = True
     limit: int = 20
+    manifest_dir: Path = field(default_factory=lambda: default_data_root() / "manifests")
+    full: bool = False
+    retries: int = 4
+    retry_delay: float = 0.5
+    lock_wait: bool = True
+    statement_timeout_ms: int | None = None
+    test_kill_at: str | None = None
+    test_terminate_at: str | None = None
 
     @property
     def workers(self) -> int:
@@ -64,6 +73,15 @@ class Settings:
     def secrets(self) -> tuple[str, ...]:
         """Strings that must never be printed: the DSN's password, if any."""
         return tuple(s for s in (dsn_password(self.dsn),) if s)
+
+    @property
+    def target_id(self) -> str:
+        """Names the database and image store a load goes to, without any secret in it."""
+        where = self.dsn.replace(dsn_password(self.dsn), "") if dsn_password(self.dsn) else self.dsn
+        if self.backend == "embedded":
+            where = f"{self.data_dir}|{self.database}"
+        key = f"{self.backend}|{where}|{self.image_dir}"
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
@@ -163,6 +181,19 @@ def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
     p.add_argument("--keep-server", action="store_true",
                    help="leave the embedded server running after the command")
     p.add_argument("--limit", type=int, default=20, help="rows to show for 'runs'")
+    p.add_argument("--manifest-dir", type=Path, env_var=e + "MANIFEST_DIR",
+                   help="where manifests (resume and incremental state) are kept")
+    p.add_argument("--full", action="store_true", env_var=e + "FULL",
+                   help="ignore the manifest: parse and hash every file")
+    p.add_argument("--retries", type=int, default=4, env_var=e + "RETRIES",
+                   help="attempts for transient database errors")
+    p.add_argument("--retry-delay", type=float, default=0.5, help="first retry's maximum delay, seconds")
+    p.add_argument("--lock-wait", choices=("wait", "fail"), default="wait", env_var=e + "LOCK_WAIT",
+                   help="when another load holds the tag: wait for it, or fail at once")
+    p.add_argument("--statement-timeout", type=int, env_var=e + "STATEMENT_TIMEOUT",
+                   help="statement timeout for the load's transaction, ms (default: the server's)")
+    p.add_argument("--test-kill-at", env_var=e + "TEST_KILL_AT", help=argparse.SUPPRESS)
+    p.add_argument("--test-terminate-at", env_var=e + "TEST_TERMINATE_AT", help=argparse.SUPPRESS)
     return p
 
 
@@ -212,6 +243,14 @@ def _settings_from(ns: argparse.Namespace, backend: str, env: dict[str, str]) ->
         verify_writes=ns.verify_writes,
         stop_embedded=not ns.keep_server,
         limit=ns.limit,
+        manifest_dir=_expand(ns.manifest_dir) or root / "manifests",
+        full=ns.full,
+        retries=ns.retries,
+        retry_delay=ns.retry_delay,
+        lock_wait=ns.lock_wait == "wait",
+        statement_timeout_ms=ns.statement_timeout,
+        test_kill_at=ns.test_kill_at,
+        test_terminate_at=ns.test_terminate_at,
     )
     validate(settings)
     return settings
@@ -234,8 +273,8 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"--states-dir {s.states_dir}: not a folder")
         if s.single_file is not None and not s.single_file.is_file():
             raise ConfigError(f"--single-file {s.single_file}: no such file")
-    if s.max_workers < 0 or s.chunk_files < 1 or s.max_concurrent_uploads < 1:
-        raise ConfigError("--max-workers must be >= 0, --chunk-files and --max-concurrent-uploads >= 1")
+    if s.max_workers < 0 or s.chunk_files < 1 or s.max_concurrent_uploads < 1 or s.retries < 1:
+        raise ConfigError("--max-workers must be >= 0; --chunk-files, --max-concurrent-uploads and --retries >= 1")
     try:
         ZoneInfo(s.source_timezone)
     except (ZoneInfoNotFoundError, ValueError):

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS load_runs (
     id              bigserial PRIMARY KEY,
     dataset_id      bigint      REFERENCES datasets (id) ON DELETE CASCADE,
     tag             text        NOT NULL,
+    load_id         text        UNIQUE,
     manifest_digest text,
     status          text        NOT NULL,
     started_at      timestamptz NOT NULL,

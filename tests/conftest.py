@@ -64,7 +64,8 @@ def scrape(tmp_path: Path) -> Scrape:
 def settings(dsn: str, tmp_path: Path, scrape: Scrape) -> Settings:
     """Settings for a load of `scrape` into the test database, in-process workers."""
     return Settings(command="load", backend="postgresql", dsn=dsn, states_dir=scrape.root, tag="test-tag",
-                    image_dir=tmp_path / "images", max_workers=1, data_dir=tmp_path / "unused-pgdata")
+                    image_dir=tmp_path / "images", max_workers=1, data_dir=tmp_path / "unused-pgdata",
+                    manifest_dir=tmp_path / "manifests", retry_delay=0.05)
 
 
 def query(dsn: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:

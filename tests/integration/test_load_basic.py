@@ -16,8 +16,12 @@ def test_load_then_identical_rerun_changes_nothing(settings: Settings, scrape: S
     assert (first.rows_inserted, first.rows_updated, first.files_rejected) == (3, 0, 0)
     before = query(dsn, "SELECT * FROM search_results ORDER BY id")
 
-    second = pipeline.run(settings)
-    assert (second.rows_inserted, second.rows_updated, second.rows_unchanged) == (0, 0, 3)
+    second = pipeline.run(settings)  # incremental: nothing changed on disk, nothing is parsed
+    assert (second.files_skipped, second.files_loaded, second.rows_inserted, second.rows_updated) == (2, 0, 0, 0)
+    assert query(dsn, "SELECT * FROM search_results ORDER BY id") == before
+
+    full = pipeline.run(settings.replace(full=True))  # --full parses everything again: still no change
+    assert (full.files_loaded, full.rows_inserted, full.rows_updated, full.rows_unchanged) == (2, 0, 0, 3)
     assert query(dsn, "SELECT * FROM search_results ORDER BY id") == before
     assert query(dsn, "SELECT count(*) FROM image_assets") == [(2,)]
-    assert query(dsn, "SELECT count(*), min(status) FROM load_runs") == [(2, "ok")]
+    assert query(dsn, "SELECT count(*), min(status) FROM load_runs") == [(3, "ok")]

@@ -1,0 +1,136 @@
+"""The manifest: what earlier runs of one (states folder, tag) already did, so a re-run redoes little.
+
+It is a cache, never the truth. File outcomes count as committed only when the database's
+`load_runs` holds the load id they were recorded under; a missing, stale, truncated or corrupt
+manifest is reported and rebuilt from scratch, which costs time but never a wrong load. It is
+written atomically (temporary file, fsync, rename) so a kill never leaves half of one, and it
+holds no secret: the target database is named by a digest of its DSN without the password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from loader.report import write_atomically
+
+log = logging.getLogger("pharmload")
+VERSION = 1
+FILE_SCHEMA: dict[str, Any] = {"rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "state": pl.String}
+IMAGE_SCHEMA: dict[str, Any] = {
+    "image_rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "content_hash": pl.String,
+    "file_size": pl.Int64, "content_type": pl.String, "width": pl.Int32, "height": pl.Int32, "error": pl.String,
+}
+SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
+
+
+def manifest_path(folder: Path, states_dir: Path, tag: str) -> Path:
+    key = hashlib.sha256(f"{states_dir.resolve()}\0{tag}".encode()).hexdigest()[:20]
+    return folder / f"{key}.json"
+
+
+@dataclass
+class Manifest:
+    """Files by fingerprint with their outcome; screenshots by fingerprint with their hash."""
+
+    path: Path
+    states_dir: str
+    tag: str
+    target: str
+    committed: str | None = None        # load id whose file outcomes the database confirmed
+    pending: str | None = None          # load id of a load that may or may not have committed
+    phase: str = "new"
+    files: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FILE_SCHEMA))
+    images: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMAGE_SCHEMA))
+    _saved_at: float = 0.0
+
+    @classmethod
+    def open(cls, path: Path, states_dir: Path, tag: str, target: str) -> tuple[Manifest, str | None]:
+        """The manifest at path, or an empty one and the reason the old one could not be used."""
+        fresh = cls(path=path, states_dir=str(states_dir.resolve()), tag=tag, target=target)
+        if not path.exists():
+            return fresh, None
+        try:
+            data = orjson.loads(path.read_bytes())
+            if not isinstance(data, dict) or data.get("version") != VERSION:
+                return fresh, "unknown manifest version"
+            if (data["states_dir"], data["tag"], data["target"]) != (fresh.states_dir, tag, target):
+                return fresh, "manifest is for another folder, tag or database"
+            fresh.committed, fresh.pending, fresh.phase = data["committed"], data["pending"], data["phase"]
+            fresh.files = pl.DataFrame(data["files"], schema=FILE_SCHEMA)
+            fresh.images = pl.DataFrame(data["images"], schema=IMAGE_SCHEMA)
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
+            return cls(path=path, states_dir=fresh.states_dir, tag=tag, target=target), (
+                f"manifest unreadable ({type(exc).__name__}: {str(exc)[:80]})")
+        return fresh, None
+
+    def save(self, force: bool = True) -> None:
+        """Write atomically; with force=False, only if the last save is SAVE_EVERY seconds old."""
+        now = time.monotonic()
+        if not force and now - self._saved_at < SAVE_EVERY:
+            return
+        body = {
+            "version": VERSION, "states_dir": self.states_dir, "tag": self.tag, "target": self.target,
+            "committed": self.committed, "pending": self.pending, "phase": self.phase,
+            "files": self.files.to_dict(as_series=False), "images": self.images.to_dict(as_series=False),
+        }
+        write_atomically(self.path, orjson.dumps(body))
+        self._saved_at = now
+
+    def reconcile(self, committed: Callable[[str], bool]) -> str | None:
+        """Bring the manifest in line with the database; returns what had to be dropped, if anything.
+
+        A pending load that committed (killed after the commit, before the manifest was saved) is
+        promoted; one that did not is forgotten. A committed load the database does not know (the
+        database was reset, the tag deleted) voids every recorded file outcome.
+        """
+        if self.pending is not None:
+            if committed(self.pending):
+                self.promote(self.pending)
+            else:
+                self.drop_pending()
+        if self.committed is not None and not committed(self.committed):
+            self.committed = None
+            self.forget_files()
+            return "the database does not hold the manifest's last load"
+        return None
+
+    def loaded_files(self) -> pl.DataFrame:
+        """Fingerprints of the files a confirmed load committed (rel, size, mtime_ns)."""
+        return self.files.filter(pl.col("state") == "loaded").select("rel", "size", "mtime_ns")
+
+    def forget_files(self) -> None:
+        self.files = pl.DataFrame(schema=FILE_SCHEMA)
+
+    def promote(self, load_id: str) -> None:
+        """The database confirmed load_id: its pending files are now committed."""
+        self.files = self.files.with_columns(
+            pl.when(pl.col("state") == "pending").then(pl.lit("loaded")).otherwise(pl.col("state")).alias("state"))
+        self.committed, self.pending, self.phase = load_id, None, "committed"
+
+    def drop_pending(self) -> None:
+        """The pending load never committed: its outcomes are void."""
+        self.files = self.files.filter(pl.col("state") == "loaded")
+        self.pending = None
+
+    def record_files(self, outcomes: pl.DataFrame) -> None:
+        """Upsert (rel, size, mtime_ns, state) rows for this load's files."""
+        outcomes = outcomes.select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
+        self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
+
+    def known_hashes(self, images: pl.DataFrame) -> pl.DataFrame:
+        """Hash rows for the screenshots whose fingerprint (rel, size, mtime) has not changed."""
+        return self.images.join(images.select(pl.col("rel").alias("image_rel"), "size", "mtime_ns"),
+                                on=["image_rel", "size", "mtime_ns"], how="semi")
+
+    def record_hashes(self, hashed: pl.DataFrame) -> None:
+        hashed = hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA))
+        self.images = pl.concat([self.images.join(hashed, on="image_rel", how="anti"), hashed])
