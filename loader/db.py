@@ -95,12 +95,18 @@ def retry(fn: Callable[[], T], attempts: int, base_delay: float = 0.5, what: str
     raise AssertionError("unreachable")
 
 
-def schema_state(conn: psycopg.Connection[Any]) -> dict[str, bool]:
+SCHEMA_VERSION = 2  # the version sql/schema.sql writes into pharmload_schema
+
+
+def schema_state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(statement("schema_state"))
         row = cur.fetchone()
     assert row is not None
-    return {k: bool(v) for k, v in row.items()}
+    state: dict[str, Any] = {k: bool(v) for k, v in row.items()}
+    version = conn.execute(statement("schema_version")).fetchone() if state["has_version"] else None
+    state["version"] = int(version[0]) if version else 0
+    return state
 
 
 def ensure_schema(conn: psycopg.Connection[Any], migrate: bool) -> str:
@@ -117,9 +123,9 @@ def ensure_schema(conn: psycopg.Connection[Any], migrate: bool) -> str:
         conn.execute(statement("migrate_legacy"))
         conn.execute(statement("schema"))
         return "migrated"
-    if not state["has_search_results"] or not state["has_load_runs"]:
+    if not state["has_search_results"] or state["version"] < SCHEMA_VERSION:
         conn.execute(statement("schema"))
-        return "created"
+        return "created" if not state["has_search_results"] else "upgraded"
     return "current"
 
 

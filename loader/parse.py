@@ -152,12 +152,16 @@ def _shape(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[di
 
 
 def _is_placeholder(lic: dict[str, Any]) -> bool:
-    """The "no results" placeholder: a license whose every field is null or empty."""
+    """The "no results" placeholder: a license with no number, no status and no dates.
+
+    FORMAT.md describes it with every field null; real scrapes sometimes fill in the searched name,
+    a license type or an address state in it, which carry no license, so those are ignored.
+    """
     def empty(v: Any) -> bool:
-        if isinstance(v, dict):
-            return all(empty(x) for x in v.values())
-        return v is None or v == "" or v == []
-    return all(empty(v) for v in lic.values())
+        if isinstance(v, str):
+            return not v.strip()
+        return v is None or v == [] or v == {}
+    return all(empty(lic.get(k)) for k in ("license_number", "license_status", "issue_date", "expiration_date"))
 
 
 class _Columns:

@@ -203,11 +203,10 @@ def run(settings: Settings) -> Report:
         man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
         if why:
             log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
-            rep.add_warnings([(str(path), "manifest_rebuilt", why)])
         load_id = uuid.uuid4().hex
         attempts = iter(range(1, settings.retries + 1))
         with database(settings) as dsn:
-            db.retry(lambda: _attempt(settings, plan, man, rep, dsn, load_id, next(attempts)),
+            db.retry(lambda: _attempt(settings, plan, man, rep, dsn, load_id, next(attempts), why),
                      attempts=settings.retries, base_delay=settings.retry_delay)
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
@@ -221,10 +220,12 @@ def run(settings: Settings) -> Report:
 
 
 def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, rep: Report, dsn: str, load_id: str,
-             attempt: int) -> None:
+             attempt: int, manifest_problem: str | None) -> None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
     started = datetime.now(UTC)
     rep.reset(attempt)
+    if manifest_problem:
+        rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
     outside = [(rel, "outside_root", "symlink points outside the states folder; not read") for rel in plan.outside]
     conn = db.connect(dsn, settings.secrets)
     tx = LoadTransaction(conn, settings.secrets)
@@ -237,7 +238,10 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, rep: Report
                 man.save()
                 rep.note = "committed by an earlier attempt whose connection was lost"
                 return
-            man.reconcile(tx.committed)
+            stale = man.reconcile(tx.committed)
+            if stale:
+                log.warning("%s: %s; every file is parsed again", man.path, stale)
+                rep.add_warnings([(str(man.path), "manifest_stale", stale)])
         todo = plan.jsons if settings.full else plan.jsons.join(
             man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
         rep.files_found = plan.jsons.height + len(outside)

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
@@ -65,6 +68,37 @@ class Pool:
             yield result
 
 
+def _alive(pid: int) -> bool:
+    """True while pid runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: fall back to a signal probe
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker initializer: exit when the loader is gone.
+
+    A loader killed with SIGKILL cannot shut its pool down, and its workers would otherwise wait
+    for work forever (holding the cron job's log pipe open).
+    """
+    def watch() -> None:
+        while _alive(parent):
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="pharmload-parent-watch").start()
+
+
 @contextmanager
 def pool(size: int) -> Iterator[Pool]:
     if size <= 1:
@@ -72,7 +106,8 @@ def pool(size: int) -> Iterator[Pool]:
         return
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
-    with ProcessPoolExecutor(max_workers=size, mp_context=ctx) as executor:
+    with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as executor:
         yield Pool(executor, size)
 
 

@@ -70,3 +70,11 @@ CREATE TABLE IF NOT EXISTS load_runs (
 );
 
 CREATE INDEX IF NOT EXISTS load_runs_dataset_idx ON load_runs (dataset_id, finished_at DESC);
+
+-- Columns added after the first release; keep them here so older databases catch up.
+ALTER TABLE load_runs ADD COLUMN IF NOT EXISTS load_id text UNIQUE;
+
+-- The shape version this file creates; loads re-apply this file when the database is older.
+CREATE TABLE IF NOT EXISTS pharmload_schema (version integer NOT NULL);
+DELETE FROM pharmload_schema;
+INSERT INTO pharmload_schema (version) VALUES (2);

@@ -2,6 +2,7 @@
 SELECT
     to_regclass('search_results') IS NOT NULL AS has_search_results,
     to_regclass('load_runs') IS NOT NULL AS has_load_runs,
+    to_regclass('pharmload_schema') IS NOT NULL AS has_version,
     EXISTS (
         SELECT 1
         FROM pg_index i
