@@ -26,7 +26,8 @@ test: lint
 	$(BIN)/pytest -q
 
 demo: install
-	$(BIN)/python -m benchmarks.corpus $(DEMO_DIR)/scrape --files 515 --image-bytes 20000 --force
+	rm -rf $(DEMO_DIR)/scrape
+	$(BIN)/python -m benchmarks.corpus $(DEMO_DIR)/scrape --files 515 --image-bytes 20000
 	$(BIN)/pharmload load --states-dir $(DEMO_DIR)/scrape --tag demo-scrape \
 		--rejects $(DEMO_DIR)/rejects.jsonl --report-json $(DEMO_DIR)/report.json || [ $$? -eq 1 ]
 	$(BIN)/pharmload status
