@@ -45,7 +45,7 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> PharmloadErro
     """Turn a driver error into ours: transient (retry may help) or permanent."""
     message = redact(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, secrets)
     state = getattr(exc, "sqlstate", None)
-    if isinstance(exc, psycopg.ProgrammingError) and "dsn" in message.lower():
+    if isinstance(exc, psycopg.ProgrammingError) and state is None:  # libpq could not parse the DSN
         return ConfigError(f"bad connection string: {message}")
     if state in TRANSIENT_SQLSTATES or (state or "").startswith(TRANSIENT_CLASSES):
         return TransientDatabaseError(f"database connection problem ({state}): {message}")

@@ -89,6 +89,7 @@ def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path
     if single_file is not None:
         wanted = str(single_file.resolve())
         jsons = [f for f in jsons if f[1] == wanted or os.path.realpath(f[1]) == wanted]
+        outside = []
     jsons.sort()
     json_frame = _frame(jsons).with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
     # The states folder wins over an image root holding the same relative path.

@@ -12,6 +12,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,18 +103,28 @@ class LocalStore:
 
     storage_type = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, link: bool = True) -> None:
         self.root = root
+        self.link = link
 
     def missing(self, hashes: list[str]) -> list[str]:
         """The hashes not yet in the store."""
         return [h for h in hashes if not (self.root / storage_path(h)).is_file()]
 
     def put(self, content_hash: str, src: str) -> None:
-        """Hard-link the screenshot into the store (copy when across file systems)."""
+        """Hard-link the screenshot into the store (copy when across file systems, or when link is off).
+
+        A hard link shares the scrape's file: a scraper that later rewrites that file in place would
+        change the stored bytes too. `--image-link copy` trades speed for a store nothing can touch.
+        """
         dst = self.root / storage_path(content_hash)
         try:
             dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.exists():
+                return
+            if not self.link:
+                _copy_atomically(src, dst)
+                return
             try:
                 os.link(src, dst)
             except FileExistsError:
@@ -124,6 +135,12 @@ class LocalStore:
                 _copy_atomically(src, dst)
         except OSError as exc:
             raise StorageError(f"cannot store screenshot {src} in {self.root}: {exc.strerror or exc}") from exc
+
+    def put_many(self, items: Iterable[tuple[str, str, str | None]]) -> dict[str, str]:
+        """Store (hash, source path, content type) items; a local failure (disk full) fails the load."""
+        for content_hash, src, _ in items:
+            self.put(content_hash, src)
+        return {}
 
     def size_of(self, content_hash: str) -> int | None:
         try:

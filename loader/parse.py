@@ -9,6 +9,7 @@ per-value cleaning that can be done on whole columns (dates, trims, null tokens)
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -151,6 +152,13 @@ def _shape(doc: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[di
     return meta, result, licenses
 
 
+def _licenses_with_exact_numbers(data: bytes) -> list[dict[str, Any]]:
+    """Licenses re-read keeping numbers as their text: orjson turns integers past 64 bits into floats,
+    and a license number must be stored exactly as written."""
+    doc = json.loads(data, parse_int=str, parse_float=str)
+    return [lic for lic in _shape(_strip_nul(doc))[2]]
+
+
 def _is_placeholder(lic: dict[str, Any]) -> bool:
     """The "no results" placeholder: a license with no number, no status and no dates.
 
@@ -195,7 +203,9 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
     if state not in STATES:
         raise Rejected("invalid_state", f"metadata.state {state[:20]!r} is not a US state or territory code")
     ts = _timestamp_us(meta.get("search_timestamp"), tz)
-    status = _field(result, "result_status", rel, warnings)
+    status = (_field(result, "result_status", rel, warnings) or "").replace("\x00", "").strip() or None
+    if any(isinstance(lic.get("license_number"), float) for lic in licenses):
+        licenses = _licenses_with_exact_numbers(data)
     common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts,
               "meta": orjson.dumps(meta).decode(), "raw": raw}
     real = [lic for lic in licenses if not _is_placeholder(lic)]

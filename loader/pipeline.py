@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -28,6 +28,11 @@ from loader.manifest import Manifest, manifest_path
 from loader.merge import LoadTransaction
 from loader.report import Report
 from loader.settings import Settings
+
+if TYPE_CHECKING:
+    from loader.supabase_store import SupabaseStore
+
+    Store = images.LocalStore | SupabaseStore
 
 log = logging.getLogger("pharmload")
 
@@ -46,22 +51,29 @@ def database(settings: Settings) -> Iterator[str]:
         server.release(stop=settings.stop_embedded)
 
 
-def _image_store(settings: Settings) -> images.LocalStore:
-    return images.LocalStore(settings.image_dir)
+def image_store(settings: Settings) -> Store:
+    """The image store of the backend: a local folder, or a Supabase Storage bucket."""
+    if settings.backend == "supabase":
+        from loader.supabase_store import SupabaseStore
+
+        return SupabaseStore(settings.supabase_url, settings.supabase_key, settings.bucket,
+                             settings.max_concurrent_uploads, settings.retries, settings.retry_delay,
+                             settings.upload_timeout)
+    return images.LocalStore(settings.image_dir, link=settings.image_link)
 
 
 class _Load:
     """One attempt at a load while it runs; `_attempt()` below drives it."""
 
     def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
-                 rep: Report, man: Manifest) -> None:
+                 rep: Report, man: Manifest, store: Store) -> None:
         self.settings = settings
         self.plan = plan
         self.todo = todo
         self.tx = tx
         self.rep = rep
         self.man = man
-        self.store = _image_store(settings)
+        self.store = store
         self.seen: set[str] = set()
         self.ok_files: list[int] = []
         self.pending: list[Future[pl.DataFrame]] = []
@@ -143,36 +155,55 @@ class _Load:
         if odd.height:
             self.rep.add_warnings([(r, "not_an_image", f"screenshot {r} is not a PNG or other known image")
                                    for r in odd["image_rel"]])
-        ok = ok.with_columns(
-            pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
-            pl.lit(self.store.storage_type).alias("storage_type"),
-        )
         self.rep.images_referenced += ok["content_hash"].n_unique()
+        failed: dict[str, str] = {}
         if not self.settings.dry_run:
             with self.rep.phase("store"):
-                self.rep.images_stored += self.store_images(ok)
+                failed = self.store_images(ok)
         with self.rep.phase("copy"):
-            self.tx.copy_images(ok)
+            self.tx.copy_images(self.image_rows(ok, failed))
 
-    def store_images(self, ok: pl.DataFrame) -> int:
-        """Put each screenshot not yet in the store into it; returns how many were new."""
+    def image_rows(self, ok: pl.DataFrame, failed: dict[str, str]) -> pl.DataFrame:
+        """image_assets rows; a screenshot whose upload failed is recorded as 'pending'."""
+        return ok.with_columns(
+            pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
+            pl.when(pl.col("content_hash").is_in(list(failed))).then(pl.lit("pending"))
+            .otherwise(pl.lit(self.store.storage_type)).alias("storage_type"),
+        )
+
+    def store_images(self, ok: pl.DataFrame) -> dict[str, str]:
+        """Put each screenshot not yet in the store into it; returns {hash: reason} of failures."""
         distinct = ok.unique(subset="content_hash", keep="first").join(
             self.plan.images.select(pl.col("rel").alias("image_rel"), "path"), on="image_rel")
-        hashes = distinct["content_hash"].to_list()
-        paths = dict(zip(hashes, distinct["path"].to_list(), strict=True))
-        missing = self.store.missing(hashes)
-        for h in missing:
-            self.store.put(h, paths[h])
-            checkpoint(self.settings, "storing")
-        return len(missing)
+        missing = set(self.store.missing(distinct["content_hash"].to_list()))
+        todo = distinct.filter(pl.col("content_hash").is_in(list(missing)))
+        failed = self.store.put_many(zip(todo["content_hash"], todo["path"], todo["content_type"], strict=True))
+        checkpoint(self.settings, "storing")
+        self.rep.images_stored += len(missing) - len(failed)
+        if failed:
+            self.rep.images_failed += len(failed)
+            self.rep.add_warnings([(h, "upload_failed", f"screenshot {h[:12]}… not stored ({why}); its rows "
+                                    "are loaded and the next run uploads it") for h, why in failed.items()])
+        return failed
 
     def repair_store(self) -> None:
-        """Screenshots of skipped (unchanged) files must still be in the store: put back any lost."""
+        """Screenshots of skipped (unchanged) files must still be in the store: put back any lost.
+
+        Their rows are staged again too, so that an image_assets row left 'pending' by a failed
+        upload becomes stored.
+        """
         if self.settings.dry_run:
             return
         rest = self.cached.filter(~pl.col("image_rel").is_in(list(self.seen)))
+        if not rest.height:
+            return
         with self.rep.phase("store"):
-            self.rep.images_stored += self.store_images(rest)
+            missing = set(self.store.missing(rest["content_hash"].unique().to_list()))
+            if missing:
+                lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
+                failed = self.store_images(lost)
+                with self.rep.phase("copy"):
+                    self.tx.copy_images(self.image_rows(lost, failed))
 
     def outcomes(self) -> pl.DataFrame:
         """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
@@ -204,9 +235,10 @@ def run(settings: Settings) -> Report:
         if why:
             log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
         load_id = uuid.uuid4().hex
+        store = image_store(settings)
         attempts = iter(range(1, settings.retries + 1))
         with database(settings) as dsn:
-            db.retry(lambda: _attempt(settings, plan, man, rep, dsn, load_id, next(attempts), why),
+            db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts), why),
                      attempts=settings.retries, base_delay=settings.retry_delay)
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
@@ -219,8 +251,8 @@ def run(settings: Settings) -> Report:
         _write_outputs(settings, rep)
 
 
-def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, rep: Report, dsn: str, load_id: str,
-             attempt: int, manifest_problem: str | None) -> None:
+def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Store, rep: Report, dsn: str,
+             load_id: str, attempt: int, manifest_problem: str | None) -> None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
     started = datetime.now(UTC)
     rep.reset(attempt)
@@ -250,7 +282,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, rep: Report
         man.pending, man.phase = load_id, "loading"
         if not settings.dry_run:
             man.save()
-        load = _Load(settings, plan, todo, tx, rep, man)
+        load = _Load(settings, plan, todo, tx, rep, man, store)
         chunks = max(1, -(-todo.height // settings.chunk_files))
         with workers.pool(settings.workers if chunks > 1 else 1) as pool:
             for chunk in pool.ordered(parse.parse_chunk, load.parse_tasks(), window=2 * pool.size,

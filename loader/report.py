@@ -41,6 +41,7 @@ class Report:
     images_referenced: int = 0
     images_stored: int = 0
     images_new_rows: int = 0
+    images_failed: int = 0
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     warnings_by_kind: dict[str, int] = field(default_factory=dict)
@@ -109,7 +110,8 @@ class Report:
             f"Files: {self.files_found} found, {self.files_loaded} loaded, "
             f"{self.files_rejected} rejected, {self.files_skipped} skipped (unchanged)",
             f"Images: {self.images_referenced} distinct, {self.images_stored} newly stored, "
-            f"{self.images_new_rows} new image rows",
+            f"{self.images_new_rows} new image rows"
+            + (f", {self.images_failed} NOT stored" if self.images_failed else ""),
             f"Rows: {self.rows_inserted} inserted, {self.rows_updated} updated, "
             f"{self.rows_unchanged} unchanged (of {self.rows_staged} parsed)",
             "Phases:",

@@ -61,6 +61,11 @@ class Settings:
     retry_delay: float = 0.5
     lock_wait: bool = True
     statement_timeout_ms: int | None = None
+    supabase_url: str = ""
+    supabase_key: str = field(default="", repr=False)
+    bucket: str = "imagecache"
+    upload_timeout: int = 30
+    image_link: bool = True
     test_kill_at: str | None = None
     test_terminate_at: str | None = None
 
@@ -71,8 +76,8 @@ class Settings:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Strings that must never be printed: the DSN's password, if any."""
-        return tuple(s for s in (dsn_password(self.dsn),) if s)
+        """Strings that must never be printed: the DSN's password and the Supabase key, if any."""
+        return tuple(s for s in (dsn_password(self.dsn), self.supabase_key) if s)
 
     @property
     def target_id(self) -> str:
@@ -159,6 +164,8 @@ def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
     p.add_argument("--database", default="pharmchecker", env_var=e + "DATABASE",
                    help="database name on the embedded server")
     p.add_argument("--image-dir", type=Path, env_var=e + "IMAGE_DIR", help="local image store folder")
+    p.add_argument("--image-link", choices=("link", "copy"), default="link", env_var=e + "IMAGE_LINK",
+                   help="put screenshots into the local store as hard links (fast) or copies (independent)")
     p.add_argument("--image-root", type=Path, action="append", default=[], dest="image_roots",
                    help="another folder screenshots may be read from (repeatable)")
     p.add_argument("--rejects", type=Path, env_var=e + "REJECTS", help="write rejected files here (JSONL)")
@@ -192,6 +199,9 @@ def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
                    help="when another load holds the tag: wait for it, or fail at once")
     p.add_argument("--statement-timeout", type=int, env_var=e + "STATEMENT_TIMEOUT",
                    help="statement timeout for the load's transaction, ms (default: the server's)")
+    p.add_argument("--supabase-url", env_var="SUPABASE_URL", help="Supabase project URL (storage)")
+    p.add_argument("--bucket", default="imagecache", env_var=e + "BUCKET", help="Supabase Storage bucket")
+    p.add_argument("--upload-timeout", type=int, default=30, help="seconds per storage request")
     p.add_argument("--test-kill-at", env_var=e + "TEST_KILL_AT", help=argparse.SUPPRESS)
     p.add_argument("--test-terminate-at", env_var=e + "TEST_TERMINATE_AT", help=argparse.SUPPRESS)
     return p
@@ -249,11 +259,29 @@ def _settings_from(ns: argparse.Namespace, backend: str, env: dict[str, str]) ->
         retry_delay=ns.retry_delay,
         lock_wait=ns.lock_wait == "wait",
         statement_timeout_ms=ns.statement_timeout,
+        supabase_url=ns.supabase_url or "",
+        supabase_key=_supabase_key(env),
+        bucket=ns.bucket,
+        upload_timeout=ns.upload_timeout,
+        image_link=ns.image_link == "link",
         test_kill_at=ns.test_kill_at,
         test_terminate_at=ns.test_terminate_at,
     )
     validate(settings)
     return settings
+
+
+def _supabase_key(env: dict[str, str]) -> str:
+    """The service key, only from the environment or a file it names (never a flag: ps shows flags)."""
+    if env.get("SUPABASE_SERVICE_KEY"):
+        return env["SUPABASE_SERVICE_KEY"].strip()
+    path = env.get("SUPABASE_SERVICE_KEY_FILE")
+    if path:
+        try:
+            return Path(path).expanduser().read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"SUPABASE_SERVICE_KEY_FILE {path}: {exc.strerror}") from None
+    return ""
 
 
 def _expand(path: Path | None) -> Path | None:
@@ -273,6 +301,11 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"--states-dir {s.states_dir}: not a folder")
         if s.single_file is not None and not s.single_file.is_file():
             raise ConfigError(f"--single-file {s.single_file}: no such file")
+        if s.backend == "supabase" and not (s.supabase_url and s.supabase_key):
+            raise ConfigError("the supabase backend needs SUPABASE_URL and SUPABASE_SERVICE_KEY "
+                              "(or SUPABASE_SERVICE_KEY_FILE) in the environment")
+        if s.backend == "supabase" and not s.dsn:
+            raise ConfigError("the supabase backend needs SUPABASE_DB_URL (or --dsn) for the database")
     if s.max_workers < 0 or s.chunk_files < 1 or s.max_concurrent_uploads < 1 or s.retries < 1:
         raise ConfigError("--max-workers must be >= 0; --chunk-files, --max-concurrent-uploads and --retries >= 1")
     try:

@@ -30,7 +30,7 @@ WITH src AS (
         raw = excluded.raw,
         image_hash = excluded.image_hash,
         updated_at = now()
-    WHERE excluded.search_ts > t.search_ts
+    WHERE excluded.search_ts > t.search_ts OR t.search_ts IS NULL  -- NULL: rows migrated from old scripts
     RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted) AS inserted,

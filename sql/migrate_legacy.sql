@@ -7,6 +7,7 @@
 DO $migrate$
 DECLARE
     con record;
+    fk record;
     col text;
     r record;
 BEGIN
@@ -68,19 +69,36 @@ BEGIN
 
     IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = 'search_results'::regclass
                    AND conname = 'search_results_dataset_search_license_key') THEN
-        -- Keep the newest row per new key; set the others aside.
+        -- Keep the newest row per new key; set the others aside. Rows of other tables that point
+        -- at a row set aside (PharmChecker's match_scores, images) are re-pointed to the kept row
+        -- first, so that no ON DELETE CASCADE takes them with it.
         CREATE TABLE IF NOT EXISTS search_results_migration_conflicts (LIKE search_results);
-        WITH ranked AS (
-            SELECT id, row_number() OVER (
-                PARTITION BY dataset_id, search_state, search_name, license_number
-                ORDER BY search_ts DESC NULLS LAST, id DESC) AS rn
+        DROP TABLE IF EXISTS pg_temp.migration_moves;
+        CREATE TEMP TABLE migration_moves AS
+        SELECT id AS drop_id, keep_id FROM (
+            SELECT id,
+                   first_value(id) OVER w AS keep_id,
+                   row_number() OVER w AS rn
             FROM search_results
-        ), moved AS (
-            DELETE FROM search_results s USING ranked
-            WHERE s.id = ranked.id AND ranked.rn > 1
+            WINDOW w AS (PARTITION BY dataset_id, search_state, search_name, license_number
+                         ORDER BY search_ts DESC NULLS LAST, id DESC)
+        ) ranked
+        WHERE rn > 1;
+        FOR fk IN SELECT c.conrelid::regclass AS child, a.attname AS col
+                  FROM pg_constraint c
+                  JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                  WHERE c.contype = 'f' AND c.confrelid = 'search_results'::regclass
+                    AND array_length(c.conkey, 1) = 1 LOOP
+            EXECUTE format('UPDATE %s t SET %I = m.keep_id FROM pg_temp.migration_moves m WHERE t.%I = m.drop_id',
+                           fk.child, fk.col, fk.col);
+        END LOOP;
+        WITH moved AS (
+            DELETE FROM search_results s USING pg_temp.migration_moves m
+            WHERE s.id = m.drop_id
             RETURNING s.*
         )
         INSERT INTO search_results_migration_conflicts SELECT * FROM moved;
+        DROP TABLE pg_temp.migration_moves;
         ALTER TABLE search_results ADD CONSTRAINT search_results_dataset_search_license_key
             UNIQUE NULLS NOT DISTINCT (dataset_id, search_state, search_name, license_number);
     END IF;

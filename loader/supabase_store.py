@@ -1,0 +1,153 @@
+"""Screenshots in a Supabase Storage bucket, through the `supabase` client library.
+
+Same content-addressed layout as the local store (`sha256/ab/cd/<hash>.png`), so an object that
+exists is never uploaded again. What is already stored is asked once per run, in bulk (list-v2
+pages of 1000 keys), never one request per file. Uploads run with bounded concurrency and are
+retried with backoff on 429, 5xx, timeouts and dropped connections; one that still fails is
+reported, its rows load anyway, and the next run uploads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from loader.errors import ConfigError, StorageError
+from loader.images import storage_path
+
+log = logging.getLogger("pharmload")
+PREFIX = "sha256/"
+PAGE = 1000
+
+
+def _status(exc: BaseException) -> int | None:
+    """The HTTP status of a storage error, whichever form storage3 gives it in."""
+    raw = getattr(exc, "status", None)
+    try:
+        return int(raw) if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _transient(exc: BaseException) -> bool:
+    import httpx
+
+    if isinstance(exc, httpx.TransportError):  # timeouts, refused or dropped connections
+        return True
+    status = _status(exc)
+    return status is not None and (status == 429 or status >= 500)
+
+
+class SupabaseStore:
+    """A bucket of screenshots; `storage_type` is what image_assets records for them."""
+
+    storage_type = "supabase"
+
+    def __init__(self, url: str, key: str, bucket: str, concurrency: int = 10, attempts: int = 4,
+                 base_delay: float = 0.5, timeout: int = 30) -> None:
+        if not url or not key:
+            raise ConfigError("the supabase backend needs SUPABASE_URL and SUPABASE_SERVICE_KEY in the environment")
+        from supabase import ClientOptions, create_client
+
+        with warnings.catch_warnings():  # supabase passes storage3 a deprecated timeout argument
+            warnings.simplefilter("ignore", DeprecationWarning)
+            client = create_client(url, key, ClientOptions(storage_client_timeout=timeout))
+            self.storage = client.storage
+        self.bucket = bucket
+        self.concurrency = concurrency
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self._known: set[str] | None = None
+        self._lock = threading.Lock()
+        self.retries = 0
+
+    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn with backoff and full jitter on transient faults; anything else raises at once."""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                if not _transient(exc) or attempt == self.attempts:
+                    raise
+                with self._lock:
+                    self.retries += 1
+                delay = random.uniform(0, self.base_delay * 2 ** (attempt - 1))
+                log.warning("storage %s: %s; retry %d of %d in %.1fs", what, str(exc)[:120], attempt,
+                            self.attempts - 1, delay)
+                time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket, private, when it does not exist."""
+        try:
+            self._call("get bucket", self.storage.get_bucket, self.bucket)
+        except Exception as exc:
+            if _status(exc) not in (400, 404) or "not found" not in str(exc).lower():
+                raise StorageError(f"storage: cannot read bucket {self.bucket!r}: {exc}") from exc
+            try:
+                self._call("create bucket", self.storage.create_bucket, self.bucket, options={"public": False})
+            except Exception as exc2:
+                raise StorageError(f"storage: cannot create bucket {self.bucket!r}: {exc2}") from exc2
+
+    def _list_all(self) -> set[str]:
+        """Every key under sha256/, one list-v2 page (1000 keys) per request."""
+        keys: set[str] = set()
+        bucket = self.storage.from_(self.bucket)
+        cursor: str | None = None
+        while True:
+            options: dict[str, Any] = {"prefix": PREFIX, "limit": PAGE}
+            if cursor:
+                options["cursor"] = cursor
+            page = self._call("list", bucket.list_v2, options)
+            keys.update(o.key or o.name for o in page.objects)
+            if not page.hasNext or not page.nextCursor:
+                return keys
+            cursor = page.nextCursor
+
+    def missing(self, hashes: list[str]) -> list[str]:
+        """The hashes not yet in the bucket; the bucket is listed once per run."""
+        if not hashes:
+            return []
+        if self._known is None:
+            try:
+                self.ensure_bucket()
+                self._known = self._list_all()
+            except StorageError:
+                raise
+            except Exception as exc:
+                raise StorageError(f"storage: cannot list bucket {self.bucket!r}: {exc}") from exc
+        return [h for h in hashes if storage_path(h) not in self._known]
+
+    def _upload(self, content_hash: str, src: str, content_type: str | None) -> None:
+        with open(src, "rb") as f:
+            data = f.read()
+        self._call("upload", self.storage.from_(self.bucket).upload, storage_path(content_hash), data,
+                   {"content-type": content_type or "application/octet-stream", "upsert": "true"})
+        with self._lock:
+            assert self._known is not None
+            self._known.add(storage_path(content_hash))
+
+    def put_many(self, items: Iterable[tuple[str, str, str | None]]) -> dict[str, str]:
+        """Upload (hash, source path, content type) items; returns {hash: reason} for failures."""
+        failed: dict[str, str] = {}
+
+        def one(item: tuple[str, str, str | None]) -> None:
+            try:
+                self._upload(*item)
+            except Exception as exc:  # reported per screenshot; the load goes on
+                failed[item[0]] = f"{type(exc).__name__}: {str(exc)[:160]}"
+
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pharmload-upload") as pool:
+            list(pool.map(one, items))
+        return failed
+
+    def size_of(self, content_hash: str) -> int | None:
+        info = self._call("info", self.storage.from_(self.bucket).info, storage_path(content_hash))
+        size = info.get("size") if isinstance(info, dict) else getattr(info, "size", None)
+        return int(size) if size is not None else None

@@ -1,0 +1,333 @@
+"""The installed `pharmload` command, run as a subprocess against the test PostgreSQL server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from tests.conftest import query
+from tests.scrape import Scrape, document, license_
+
+PASSWORD = "s3cr3t-XYZ"
+UNREACHABLE = "postgresql://nouser@127.0.0.1:1/x"
+
+
+def _command() -> list[str]:
+    found = shutil.which("pharmload", path=str(Path(sys.executable).parent))
+    assert found is not None, "the pharmload command is not installed in this environment"
+    return [found]
+
+
+def _env() -> dict[str, str]:
+    """The environment without anything that would point pharmload somewhere else."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("PHARMLOAD_", "PG", "SUPABASE_")) and k != "DATABASE_URL"}
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class Cli:
+    """Runs the command with this test's DSN, image store, manifests and output files."""
+
+    dsn: str
+    tmp: Path
+    scrape: Scrape
+
+    @property
+    def image_dir(self) -> Path:
+        return self.tmp / "images"
+
+    @property
+    def rejects(self) -> Path:
+        return self.tmp / "out" / "rejects.jsonl"
+
+    @property
+    def report(self) -> Path:
+        return self.tmp / "out" / "report.json"
+
+    def base(self, dsn: str | None = None) -> list[str]:
+        return ["--backend", "postgresql", "--dsn", dsn or self.dsn, "--image-dir", str(self.image_dir),
+                "--manifest-dir", str(self.tmp / "manifests"), "--retry-delay", "0.01"]
+
+    def load(self, *extra: str, dsn: str | None = None, tag: str | None = "cli-tag") -> list[str]:
+        args = ["load", *self.base(dsn), "--states-dir", str(self.scrape.root), "--rejects", str(self.rejects),
+                "--report-json", str(self.report)]
+        return args + (["--tag", tag] if tag else []) + list(extra)
+
+    def run(self, args: list[str], command: list[str] | None = None) -> Result:
+        proc = subprocess.run([*(command or _command()), *args], capture_output=True, text=True, env=_env(),
+                              timeout=120, check=False)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def report_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = orjson.loads(self.report.read_bytes())
+        return data
+
+    def rejects_lines(self) -> list[dict[str, Any]]:
+        return [orjson.loads(line) for line in self.rejects.read_bytes().splitlines()]
+
+
+@pytest.fixture
+def cli(dsn: str, tmp_path: Path, scrape: Scrape) -> Cli:
+    return Cli(dsn=dsn, tmp=tmp_path, scrape=scrape)
+
+
+def _tree(scrape: Scrape, bad: bool = False) -> None:
+    scrape.search("2025-08-03/PA/Belmar_01", document(licenses=[license_(), license_(license_number="X1")]))
+    scrape.search("2025-08-03/FL/Belmar_01", document(state="FL"))
+    scrape.png("2025-08-03/FL/Belmar_table.png")
+    if bad:
+        scrape.raw("2025-08-03/TX/Broken_parse.json", b'{"metadata": ')
+
+
+def _tables(dsn: str) -> list[tuple[Any, ...]]:
+    return query(dsn, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+
+
+def _store(image_dir: Path) -> list[Path]:
+    return sorted(p for p in image_dir.rglob("*") if p.is_file()) if image_dir.exists() else []
+
+
+def test_exit_0_when_everything_loaded(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape)
+    res = cli.run(cli.load())
+    assert res.code == 0, res.stderr
+    assert "pharmload OK" in res.stderr
+    assert "Files: 2 found, 2 loaded, 0 rejected, 0 skipped" in res.stderr
+    assert "Rows: 3 inserted, 0 updated" in res.stderr
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+    assert len(_store(cli.image_dir)) == 2
+    rep = cli.report_json()
+    assert (rep["status"], rep["tag"], rep["files_found"], rep["files_loaded"], rep["rows_inserted"]) == (
+        "ok", "cli-tag", 2, 2, 3)
+    assert cli.rejects_lines() == []
+
+
+def test_exit_1_when_some_files_are_rejected(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape, bad=True)
+    res = cli.run(cli.load())
+    assert res.code == 1, res.stderr
+    assert "Files: 3 found, 2 loaded, 1 rejected" in res.stderr
+    assert "invalid_json 1" in res.stderr
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+    [line] = cli.rejects_lines()
+    assert (line["file"], line["reason"]) == ("2025-08-03/TX/Broken_parse.json", "invalid_json")
+    assert line["detail"]
+    rep = cli.report_json()
+    assert rep["files_rejected"] == 1 and rep["rejects_by_reason"] == {"invalid_json": 1}
+    assert rep["rejects"] == [line]
+
+
+def test_python_dash_m_loader_is_the_same_command(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape, bad=True)
+    res = cli.run(cli.load(), command=[sys.executable, "-m", "loader"])
+    assert res.code == 1, res.stderr
+    assert "Files: 3 found, 2 loaded, 1 rejected" in res.stderr
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+    assert [line["reason"] for line in cli.rejects_lines()] == ["invalid_json"]
+    usage = cli.run(cli.load(tag=None), command=[sys.executable, "-m", "loader"])
+    assert usage.code == 2 and "--tag" in usage.stderr
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    pytest.param({"tag": None}, ["--tag"], id="missing-tag"),
+    pytest.param({"states": "does/not/exist"}, ["--states-dir", "does/not/exist"], id="missing-states-dir"),
+    pytest.param({"extra": ["--source-timezone", "Mars/Olympus_Mons"]}, ["--source-timezone", "Mars/Olympus_Mons"],
+                 id="bad-timezone"),
+    pytest.param({"extra": ["--frobnicate"]}, ["--frobnicate"], id="unknown-flag"),
+])
+def test_exit_2_on_usage_errors(cli: Cli, dsn: str, change: dict[str, Any], named: list[str]) -> None:
+    _tree(cli.scrape)
+    args = cli.load(*change.get("extra", []), tag=change.get("tag", "cli-tag"))
+    if "states" in change:
+        args[args.index("--states-dir") + 1] = str(cli.tmp / change["states"])
+    res = cli.run(args)
+    assert res.code == 2, res.stderr
+    for word in named:
+        assert word in res.stderr
+    assert _tables(dsn) == []
+    assert not cli.report.exists() and not cli.image_dir.exists()
+
+
+def test_exit_3_when_the_database_is_unreachable(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape)
+    res = cli.run(cli.load(dsn=UNREACHABLE))
+    assert res.code == 3, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("pharmload: ") and "127.0.0.1" in last
+    assert _store(cli.image_dir) == []
+    assert cli.report_json()["status"] == "failed"
+
+
+def test_exit_3_when_the_load_fails_leaves_the_database_unchanged(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape)
+    assert cli.run(cli.load()).code == 0
+    before = {t: query(dsn, f"SELECT * FROM {t} ORDER BY 1")  # noqa: S608
+              for t in ("datasets", "search_results", "image_assets", "load_runs")}
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE search_results ADD CONSTRAINT no_renewals CHECK (license_status <> 'Renewed')")
+    cli.scrape.search("2025-08-04/PA/Belmar_01", document(ts="2025-08-04T10:00:00", licenses=[
+        license_(license_status="Renewed"), license_(license_number="NEW")]))
+    res = cli.run(cli.load())
+    assert res.code == 3, res.stderr
+    assert "no_renewals" in res.stderr
+    assert {t: query(dsn, f"SELECT * FROM {t} ORDER BY 1") for t in before} == before  # noqa: S608
+
+
+OLD_SEARCH_RESULTS = """
+CREATE TABLE search_results (
+  id SERIAL PRIMARY KEY, dataset_id INT NOT NULL, search_name TEXT NOT NULL, search_state CHAR(2) NOT NULL,
+  search_ts TIMESTAMP, license_number TEXT, license_status TEXT, license_name TEXT, license_type TEXT, address TEXT,
+  city TEXT, state TEXT, zip TEXT, issue_date DATE, expiration_date DATE, result_status TEXT, meta JSONB, raw JSONB,
+  created_at TIMESTAMP NOT NULL DEFAULT now(),
+  CONSTRAINT unique_search_result UNIQUE(dataset_id, search_state, license_number))
+"""
+
+
+def test_exit_3_on_an_old_shape_database_says_to_run_init_db(cli: Cli, dsn: str) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(OLD_SEARCH_RESULTS)
+    _tree(cli.scrape)
+    res = cli.run(cli.load())
+    assert res.code == 3, res.stderr
+    assert "init-db" in res.stderr
+    assert _tables(dsn) == [("search_results",)]
+    init = cli.run(["init-db", *cli.base()])
+    assert init.code == 0, init.stderr
+    assert "migrated" in init.stdout
+    assert cli.run(cli.load()).code == 0
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+
+
+def test_dry_run_writes_nothing(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape, bad=True)
+    assert cli.run(["init-db", *cli.base()]).code == 0
+    res = cli.run(cli.load("--dry-run"))
+    assert res.code == 1, res.stderr
+    assert "DRY RUN" in res.stderr
+    for table in ("datasets", "search_results", "image_assets", "load_runs"):
+        assert query(dsn, f"SELECT count(*) FROM {table}") == [(0,)], table  # noqa: S608
+    assert _store(cli.image_dir) == []
+    assert cli.report_json()["files_loaded"] == 2
+    # The dry run left no trace that would make the real load skip anything.
+    real = cli.run(cli.load())
+    assert real.code == 1, real.stderr
+    assert "Files: 3 found, 2 loaded, 1 rejected, 0 skipped" in real.stderr
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+
+
+def test_dry_run_on_an_empty_database_creates_no_table(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape)
+    res = cli.run(cli.load("--dry-run"))
+    assert res.code == 0, res.stderr
+    assert _tables(dsn) == []
+    assert _store(cli.image_dir) == []
+
+
+def test_single_file(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape, bad=True)
+    one = cli.scrape.root / "2025-08-03/FL/Belmar_01_parse.json"
+    args = ["load", *cli.base(), "--single-file", str(one), "--tag", "cli-tag", "--report-json", str(cli.report)]
+    res = cli.run(args)
+    assert res.code == 0, res.stderr
+    assert query(dsn, "SELECT search_state, license_number, image_hash IS NOT NULL FROM search_results") == [
+        ("FL", "NP002169", True)]
+    assert cli.report_json()["files_loaded"] == 1
+
+
+def test_init_db_and_status(cli: Cli, dsn: str) -> None:
+    empty = cli.run(["status", *cli.base()])
+    assert empty.code == 0, empty.stderr
+    assert "no datasets yet" in empty.stdout
+    first = cli.run(["init-db", *cli.base()])
+    assert (first.code, first.stdout.strip()) == (0, "schema created")
+    assert {"datasets", "search_results", "image_assets", "load_runs"} <= {t for (t,) in _tables(dsn)}
+    again = cli.run(["init-db", *cli.base()])
+    assert (again.code, again.stdout.strip()) == (0, "schema current")
+
+    _tree(cli.scrape)
+    assert cli.run(cli.load()).code == 0
+    res = cli.run(["status", *cli.base()])
+    assert res.code == 0, res.stderr
+    [line] = [ln for ln in res.stdout.splitlines() if "cli-tag" in ln]
+    assert line.split()[2:4] == ["3", "2"]  # id, tag, rows, images
+
+
+# -- secrets --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secret_dsns(admin_dsn: str, dsn: str) -> Iterator[list[str]]:
+    """The test database through a role with a password: as key=value and as a URL."""
+    role = f"pl_secret_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN SUPERUSER PASSWORD {}").format(
+            sql.Identifier(role), sql.Literal(PASSWORD)))
+    parts = conninfo_to_dict(dsn)
+    url = (f"postgresql://{role}:{PASSWORD}@/{parts['dbname']}"
+           + (f"?host={quote(str(parts['host']), safe='')}" if parts.get("host") else ""))
+    try:
+        yield [make_conninfo(dsn, user=role, password=PASSWORD), url]
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {} CASCADE").format(sql.Identifier(role)))
+        with psycopg.connect(admin_dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+
+
+def test_password_never_printed_or_written(cli: Cli, dsn: str, secret_dsns: list[str]) -> None:
+    _tree(cli.scrape, bad=True)
+    outputs: list[str] = []
+
+    def run(args: list[str]) -> Result:
+        res = cli.run(args)
+        outputs.extend([res.stdout, res.stderr])
+        for path in (cli.report, cli.rejects):
+            if path.exists():
+                outputs.append(path.read_text())
+                path.unlink()
+        return res
+
+    kv_dsn, url_dsn = secret_dsns
+    for i, secret_dsn in enumerate(secret_dsns):
+        assert run(cli.load("--debug-log", dsn=secret_dsn, tag=f"secret-{i}")).code == 1
+    assert run(["status", *cli.base(url_dsn), "--debug-log"]).code == 0
+    assert run(["init-db", *cli.base(kv_dsn)]).code == 0
+    assert query(dsn, "SELECT DISTINCT d.tag FROM search_results JOIN datasets d ON d.id = dataset_id "
+                      "ORDER BY 1") == [("secret-0",), ("secret-1",)]
+    assert any("secret-0" in out for out in outputs)  # status printed through the password DSN
+
+    # Failing loads: a failure inside the transaction, an unreachable server, a malformed URL.
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("ALTER TABLE search_results ADD CONSTRAINT no_renewals CHECK (license_status <> 'Renewed')")
+    cli.scrape.search("2025-08-04/PA/Belmar_01", document(ts="2025-08-04T10:00:00", licenses=[
+        license_(license_status="Renewed")]))
+    assert run(cli.load("--debug-log", dsn=url_dsn, tag="secret-0")).code == 3
+    assert run(cli.load("--debug-log", dsn=f"postgresql://nouser:{PASSWORD}@127.0.0.1:1/x")).code == 3
+    assert run(cli.load(dsn=f"postgresql://nouser:{PASSWORD}@[::1/x")).code in (2, 3)
+
+    manifests = [p.read_text() for p in (cli.tmp / "manifests").rglob("*") if p.is_file()]
+    stored = [r[0] for r in query(dsn, "SELECT report::text FROM load_runs")]
+    assert outputs and manifests and stored
+    leaks = [text for text in outputs + manifests + stored if PASSWORD in text]
+    assert leaks == []
