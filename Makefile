@@ -40,5 +40,9 @@ load-local: install
 	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-local STATES_DIR=... TAG=..."; exit 2; }
 	$(BIN)/pharmload load --backend postgresql --states-dir "$(STATES_DIR)" --tag "$(TAG)"
 
+load-supabase: install
+	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-supabase STATES_DIR=... TAG=..."; exit 2; }
+	$(BIN)/pharmload load --backend supabase --states-dir "$(STATES_DIR)" --tag "$(TAG)"
+
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -83,9 +83,10 @@ class Settings:
     def target_id(self) -> str:
         """Names the database and image store a load goes to, without any secret in it."""
         where = self.dsn.replace(dsn_password(self.dsn), "") if dsn_password(self.dsn) else self.dsn
+        store = f"{self.supabase_url}|{self.bucket}" if self.backend == "supabase" else str(self.image_dir)
         if self.backend == "embedded":
             where = f"{self.data_dir}|{self.database}"
-        key = f"{self.backend}|{where}|{self.image_dir}"
+        key = f"{self.backend}|{where}|{store}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
     def replace(self, **changes: Any) -> Settings:
