@@ -59,7 +59,10 @@ def _print_status(settings: Settings) -> None:
 def _load(settings: Settings) -> int:
     rep: Report = pipeline.run(settings)
     print(rep.render(), file=sys.stderr)
-    return EXIT_REJECTS if rep.files_rejected else EXIT_OK
+    limit = settings.max_rejects
+    if rep.files_rejected and (limit is None or rep.files_rejected > limit):
+        return EXIT_REJECTS
+    return EXIT_OK
 
 
 def run(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ chunk size rather than by the size of the scrape.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -85,7 +86,8 @@ class _Load:
         for start in range(0, self.todo.height, size):
             part = self.todo.slice(start, size)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
-                                  rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone)
+                                  rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone,
+                                  max_json_bytes=self.settings.max_json_bytes)
 
     def warn(self, frame_: pl.DataFrame) -> None:
         """Warnings keyed by file_id, reported with the file's path."""
@@ -130,7 +132,9 @@ class _Load:
         todo = self.plan.images.filter(pl.col("rel").is_in(rels)).join(
             known.select(pl.col("image_rel").alias("rel")), on="rel", how="anti")
         for task in workers.split(todo["rel"].to_list(), todo["path"].to_list(), pool.size):
-            self.pending.append(pool.submit(images.hash_images, images.HashTask(*task)))
+            task_ = images.HashTask(*task, max_bytes=self.settings.max_image_bytes)
+            with self.rep.phase("hash") if pool.inline else contextlib.nullcontext():
+                self.pending.append(pool.submit(images.hash_images, task_))
 
     def drain_hashes(self, block: bool) -> None:
         """Store and stage the screenshots whose hashes are ready (all of them when block)."""
@@ -151,10 +155,11 @@ class _Load:
             self.rep.add_warnings([(r, "unreadable_image", f"screenshot {r}: {e}; loaded without image")
                                    for r, e in zip(bad["image_rel"], bad["error"], strict=True)])
         ok = hashed.filter(pl.col("error").is_null())
-        odd = ok.filter(pl.col("content_type").is_null())
+        odd = ok.filter(pl.col("content_type").fill_null("") != "image/png")
         if odd.height:
-            self.rep.add_warnings([(r, "not_an_image", f"screenshot {r} is not a PNG or other known image")
-                                   for r in odd["image_rel"]])
+            self.rep.add_warnings([(r, "not_a_png", f"screenshot {r} is not a PNG ({t or 'unknown content'}); "
+                                    "stored with its real content type") for r, t in
+                                   zip(odd["image_rel"], odd["content_type"], strict=True)])
         self.rep.images_referenced += ok["content_hash"].n_unique()
         failed: dict[str, str] = {}
         if not self.settings.dry_run:

@@ -66,6 +66,11 @@ class Settings:
     bucket: str = "imagecache"
     upload_timeout: int = 30
     image_link: bool = True
+    metrics_file: Path | None = None
+    max_rejects: int | None = None
+    max_json_bytes: int = 10 * 1024 * 1024
+    max_image_bytes: int = 50 * 1024 * 1024
+    progress: str = "auto"
     test_kill_at: str | None = None
     test_terminate_at: str | None = None
 
@@ -200,6 +205,17 @@ def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
                    help="when another load holds the tag: wait for it, or fail at once")
     p.add_argument("--statement-timeout", type=int, env_var=e + "STATEMENT_TIMEOUT",
                    help="statement timeout for the load's transaction, ms (default: the server's)")
+    p.add_argument("--metrics-file", type=Path, env_var=e + "METRICS_FILE",
+                   help="write Prometheus textfile metrics here after every run")
+    p.add_argument("--max-rejects", type=int, env_var=e + "MAX_REJECTS",
+                   help="rejected files tolerated (exit 0); more exits 1 after loading the rest "
+                        "(default: no limit, any reject exits 1)")
+    p.add_argument("--max-json-bytes", type=int, default=10 * 1024 * 1024, env_var=e + "MAX_JSON_BYTES",
+                   help="a search file larger than this is rejected unread")
+    p.add_argument("--max-image-bytes", type=int, default=50 * 1024 * 1024, env_var=e + "MAX_IMAGE_BYTES",
+                   help="a screenshot larger than this is not read; its rows load without it")
+    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", env_var=e + "PROGRESS",
+                   help="live progress on stderr (auto: only when stderr is a terminal)")
     p.add_argument("--supabase-url", env_var="SUPABASE_URL", help="Supabase project URL (storage)")
     p.add_argument("--bucket", default="imagecache", env_var=e + "BUCKET", help="Supabase Storage bucket")
     p.add_argument("--upload-timeout", type=int, default=30, help="seconds per storage request")
@@ -265,6 +281,11 @@ def _settings_from(ns: argparse.Namespace, backend: str, env: dict[str, str]) ->
         bucket=ns.bucket,
         upload_timeout=ns.upload_timeout,
         image_link=ns.image_link == "link",
+        metrics_file=_expand(ns.metrics_file),
+        max_rejects=ns.max_rejects,
+        max_json_bytes=ns.max_json_bytes,
+        max_image_bytes=ns.max_image_bytes,
+        progress=ns.progress,
         test_kill_at=ns.test_kill_at,
         test_terminate_at=ns.test_terminate_at,
     )
