@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
-from loader import pipeline
-from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, ConfigError, PharmloadError
+from loader import commands, pipeline
+from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
 from loader.report import Report
 from loader.settings import Settings, load_settings
 
@@ -45,20 +46,44 @@ def _setup_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def _when(ts: Any) -> str:
+    return ts.strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
+
+
 def _print_status(settings: Settings) -> None:
-    rows = pipeline.status(settings)
+    rows = commands.status(settings)
     if not rows:
         print("no datasets yet")
         return
     print(f"{'id':>4}  {'tag':<28} {'rows':>9} {'images':>8}  last load")
     for r in rows:
-        last = r["last_load"].strftime("%Y-%m-%d %H:%M:%S %Z") if r["last_load"] else "-"
+        last = _when(r["last_load"])
+        if r["last_load"]:
+            last += (f" ({r['last_inserted']} inserted, {r['last_updated']} updated, "
+                     f"{r['last_rejected']} files rejected)")
         print(f"{r['id']:>4}  {r['tag']:<28} {r['rows']:>9} {r['images']:>8}  {last}")
+
+
+def _print_runs(settings: Settings) -> None:
+    rows = commands.runs(settings)
+    if not rows:
+        print("no loads yet" + (f" for tag {settings.tag!r}" if settings.tag else ""))
+        return
+    print(f"{'run':>5}  {'finished':<23} {'secs':>6}  {'tag':<24} {'outcome':<7} {'files':>7} {'skip':>6} "
+          f"{'rej':>5} {'ins':>7} {'upd':>7} {'same':>7}")
+    for r in rows:
+        print(f"{r['id']:>5}  {_when(r['finished_at']):<23} {float(r['seconds']):6.1f}  {r['tag']:<24} "
+              f"{r['status']:<7} {r['files_seen']:>7} {r['files_skipped']:>6} {r['files_rejected']:>5} "
+              f"{r['rows_inserted']:>7} {r['rows_updated']:>7} {r['rows_unchanged']:>7}")
 
 
 def _load(settings: Settings) -> int:
     rep: Report = pipeline.run(settings)
     print(rep.render(), file=sys.stderr)
+    if rep.verify.get("result") == "mismatch":
+        for m in rep.verify["mismatches"]:
+            print(f"pharmload: verify: {m}", file=sys.stderr)
+        return EXIT_VERIFY_MISMATCH
     limit = settings.max_rejects
     if rep.files_rejected and (limit is None or rep.files_rejected > limit):
         return EXIT_REJECTS
@@ -77,9 +102,11 @@ def run(argv: list[str]) -> int:
         if settings.command == "load":
             return _load(settings)
         if settings.command == "init-db":
-            print(f"schema {pipeline.init_db(settings)}")
+            print(f"schema {commands.init_db(settings)}")
         elif settings.command == "status":
             _print_status(settings)
+        elif settings.command == "runs":
+            _print_runs(settings)
         return EXIT_OK
     except PharmloadError as exc:
         message = str(exc)

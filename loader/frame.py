@@ -90,3 +90,39 @@ def newest_per_key(rows: pl.DataFrame) -> pl.DataFrame:
         .unique(subset=list(KEY), keep="first", maintain_order=True)
         .sort(["file_id", "lic_idx"])
     )
+
+
+CONTENT_COLUMNS = ("search_state", "search_name", "license_number", "license_status", "license_name",
+                   "license_type", "address", "city", "state", "zip", "result_status")
+
+
+def content_canon(rows: pl.DataFrame) -> pl.DataFrame:
+    """Key, search_ts and the canonical text of a row's values, to hash once its screenshot is known.
+
+    sql/verify_rows.sql builds the same text from the stored row: fields joined by U+001F, NULL as
+    \\N, instants as epoch microseconds, dates as days since 1970-01-01. Comparing the two hashes
+    checks every value, not just that a row exists.
+    """
+    null = pl.lit("\\N")
+    parts = [pl.col(c).fill_null(null) for c in CONTENT_COLUMNS]
+    parts += [pl.col(c).cast(pl.Int32).cast(pl.String).fill_null(null) for c in DATE_COLUMNS]
+    parts.append(pl.col("search_ts").dt.epoch("us").cast(pl.String))
+    return rows.select(
+        *KEY, pl.col("search_ts").dt.epoch("us").alias("search_ts_us"), "file_order", "lic_idx", "image_rel",
+        pl.concat_str(parts, separator="\x1f").alias("canon"),
+    )
+
+
+def expected_rows(canon: pl.DataFrame, image_hashes: pl.DataFrame) -> pl.DataFrame:
+    """The row per key the load meant to write, with the md5 of its canonical text and image hash."""
+    import hashlib
+
+    winners = (
+        canon.sort(["search_ts_us", "file_order", "lic_idx"], descending=[True, False, False])
+        .unique(subset=list(KEY), keep="first")
+        .join(image_hashes, on="image_rel", how="left")
+    )
+    full = winners.select(pl.concat_str([pl.col("canon"), pl.col("content_hash").fill_null(pl.lit("\\N"))],
+                                        separator="\x1f")).to_series()
+    digests = [hashlib.md5(t.encode(), usedforsecurity=False).hexdigest() for t in full.to_list()]
+    return winners.select(*KEY, "search_ts_us").with_columns(pl.Series("content_md5", digests))

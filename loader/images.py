@@ -142,8 +142,15 @@ class LocalStore:
             self.put(content_hash, src)
         return {}
 
-    def size_of(self, content_hash: str) -> int | None:
-        try:
-            return (self.root / storage_path(content_hash)).stat().st_size
-        except OSError:
-            return None
+    def sizes(self, hashes: list[str]) -> dict[str, int]:
+        """Size of each stored screenshot; absent ones are left out."""
+        found: dict[str, int] = {}
+        for h in hashes:
+            try:
+                found[h] = (self.root / storage_path(h)).stat().st_size
+            except OSError:
+                continue
+        return found
+
+    def local_path(self, content_hash: str) -> str | None:
+        return str(self.root / storage_path(content_hash))

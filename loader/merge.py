@@ -109,6 +109,13 @@ class LoadTransaction:
         return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
                            images_new=int(images[0]))
 
+    def transaction_time(self) -> datetime:
+        """now() of this transaction: the created_at/updated_at of every row the merge writes."""
+        with db.translated(self.secrets):
+            row = self.conn.execute(db.statement("transaction_time")).fetchone()
+        assert row is not None
+        return row[0]  # type: ignore[no-any-return]
+
     def committed(self, load_id: str) -> bool:
         """Whether the load with this id committed: its load_runs row exists."""
         with db.translated(self.secrets):

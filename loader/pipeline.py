@@ -13,62 +13,42 @@ import hashlib
 import logging
 import os
 import signal
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import db, discover, embedded, frame, images, parse, report, workers
+from loader import db, discover, frame, images, parse, report, verify, workers
+from loader.backend import database, image_store
 from loader.errors import LoadError, PharmloadError
 from loader.manifest import Manifest, manifest_path
 from loader.merge import LoadTransaction
+from loader.metrics import write_metrics
+from loader.progress import Progress
 from loader.report import Report
 from loader.settings import Settings
 
 if TYPE_CHECKING:
-    from loader.supabase_store import SupabaseStore
-
-    Store = images.LocalStore | SupabaseStore
+    from loader.backend import Store
 
 log = logging.getLogger("pharmload")
-
-
-@contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use; for the embedded backend, start the server for the block's duration."""
-    if settings.backend != "embedded":
-        yield settings.dsn
-        return
-    server = embedded.start(settings.data_dir)
-    try:
-        db.ensure_database(server.dsn("postgres"), settings.database)
-        yield server.dsn(settings.database)
-    finally:
-        server.release(stop=settings.stop_embedded)
-
-
-def image_store(settings: Settings) -> Store:
-    """The image store of the backend: a local folder, or a Supabase Storage bucket."""
-    if settings.backend == "supabase":
-        from loader.supabase_store import SupabaseStore
-
-        return SupabaseStore(settings.supabase_url, settings.supabase_key, settings.bucket,
-                             settings.max_concurrent_uploads, settings.retries, settings.retry_delay,
-                             settings.upload_timeout)
-    return images.LocalStore(settings.image_dir, link=settings.image_link)
 
 
 class _Load:
     """One attempt at a load while it runs; `_attempt()` below drives it."""
 
     def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
-                 rep: Report, man: Manifest, store: Store) -> None:
+                 rep: Report, man: Manifest, store: Store, progress: Progress) -> None:
         self.settings = settings
+        self.progress = progress
+        self.canon: list[pl.DataFrame] = []
+        self.hashes: list[pl.DataFrame] = []
         self.plan = plan
         self.todo = todo
         self.tx = tx
@@ -117,8 +97,12 @@ class _Load:
             rows = frame.newest_per_key(rows).join(resolved.select("file_id", "image_rel"), on="file_id",
                                                    how="left").rename({"file_id": "file_order"})
         self.rep.rows_staged += rows.height
+        if self.settings.verify_writes != "off":
+            self.canon.append(frame.content_canon(rows))
         with self.rep.phase("copy"):
             self.tx.copy_rows(rows)
+        self.progress.advance(len(chunk.rejects) + chunk.files.height,
+                              f"{self.rep.rows_staged} rows staged, {len(self.seen)} screenshots")
         checkpoint(self.settings, "copying")
         self.drain_hashes(block=False)
 
@@ -161,6 +145,8 @@ class _Load:
                                     "stored with its real content type") for r, t in
                                    zip(odd["image_rel"], odd["content_type"], strict=True)])
         self.rep.images_referenced += ok["content_hash"].n_unique()
+        if self.settings.verify_writes != "off":
+            self.hashes.append(ok.select("image_rel", "content_hash"))
         failed: dict[str, str] = {}
         if not self.settings.dry_run:
             with self.rep.phase("store"):
@@ -210,6 +196,15 @@ class _Load:
                 with self.rep.phase("copy"):
                     self.tx.copy_images(self.image_rows(lost, failed))
 
+    def expected(self) -> pl.DataFrame:
+        """For --verify-writes: the row per key this load meant to write, with its content hash."""
+        schema = pl.Schema({"image_rel": pl.String, "content_hash": pl.String})
+        hashes = pl.concat([h.cast(schema) for h in self.hashes]) if self.hashes else pl.DataFrame(schema=schema)
+        canon = pl.concat(self.canon) if self.canon else None
+        if canon is None:
+            return pl.DataFrame(schema=dict.fromkeys(verify.EXPECTED_COLUMNS, pl.String))
+        return frame.expected_rows(canon, hashes.unique(subset="image_rel"))
+
     def outcomes(self) -> pl.DataFrame:
         """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
         return self.todo.select(
@@ -224,16 +219,29 @@ def checkpoint(settings: Settings, name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@dataclass(frozen=True)
+class _Committed:
+    """What --verify-writes needs from a committed load."""
+
+    dataset_id: int
+    load_ts: datetime
+    written: int
+    expected: pl.DataFrame
+
+
 def run(settings: Settings) -> Report:
     """Load settings.states_dir into settings.tag and return the report; errors propagate after the
-    report and rejects files are written."""
+    report, rejects and metrics files are written."""
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
+    progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     t0 = time.perf_counter()
     states_dir = settings.states_dir or (settings.single_file.parent if settings.single_file else None)
     assert states_dir is not None
     try:
         with rep.phase("plan"):
             plan = discover.plan(states_dir, settings.image_roots, settings.single_file)
+        progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.images.height,
+                      states_dir)
         checkpoint(settings, "planned")
         path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
         man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
@@ -243,8 +251,14 @@ def run(settings: Settings) -> Report:
         store = image_store(settings)
         attempts = iter(range(1, settings.retries + 1))
         with database(settings) as dsn:
-            db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts), why),
-                     attempts=settings.retries, base_delay=settings.retry_delay)
+            done = db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts), why,
+                                             progress),
+                            attempts=settings.retries, base_delay=settings.retry_delay)
+            if done is not None and settings.verify_writes != "off":
+                with rep.phase("verify"):
+                    rep.verify = _verify(settings, dsn, done, store)
+                progress.note("verify: %s (%d rows, %d screenshots checked)", rep.verify["result"],
+                              rep.verify["checked"], rep.verify["images_checked"])
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
     except PharmloadError as exc:
@@ -256,10 +270,21 @@ def run(settings: Settings) -> Report:
         _write_outputs(settings, rep)
 
 
+def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
+    """Run --verify-writes; the load has committed, so a failure to verify is reported, not raised."""
+    try:
+        return verify.verify(dsn, settings.secrets, done.dataset_id, done.load_ts, done.written, done.expected,
+                             store, deep=settings.verify_writes == "deep")
+    except PharmloadError as exc:
+        problem = f"could not verify: {db.redact(str(exc), settings.secrets)}"
+        return {"result": "mismatch", "checked": 0, "images_checked": 0, "mismatch_count": 1,
+                "mismatches": [{"problem": problem}]}
+
+
 def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Store, rep: Report, dsn: str,
-             load_id: str, attempt: int, manifest_problem: str | None) -> None:
+             load_id: str, attempt: int, manifest_problem: str | None, progress: Progress) -> _Committed | None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
-    started = datetime.now(UTC)
+    started = datetime.fromtimestamp(rep.started_at, UTC)
     rep.reset(attempt)
     if manifest_problem:
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
@@ -274,7 +299,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 man.promote(load_id)
                 man.save()
                 rep.note = "committed by an earlier attempt whose connection was lost"
-                return
+                return None
             stale = man.reconcile(tx.committed)
             if stale:
                 log.warning("%s: %s; every file is parsed again", man.path, stale)
@@ -287,8 +312,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         man.pending, man.phase = load_id, "loading"
         if not settings.dry_run:
             man.save()
-        load = _Load(settings, plan, todo, tx, rep, man, store)
+        load = _Load(settings, plan, todo, tx, rep, man, store, progress)
         chunks = max(1, -(-todo.height // settings.chunk_files))
+        progress.begin("parse", todo.height)
         with workers.pool(settings.workers if chunks > 1 else 1) as pool:
             for chunk in pool.ordered(parse.parse_chunk, load.parse_tasks(), window=2 * pool.size,
                                       timer=lambda: rep.phase("parse")):
@@ -297,6 +323,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 _terminate_for_test(settings, tx, dsn, attempt, "copying")
             load.drain_hashes(block=True)
         load.repair_store()
+        progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged, "
+                      "%d screenshots (%d newly stored)", todo.height, rep.files_skipped, rep.files_rejected,
+                      rep.rows_staged, rep.images_referenced, rep.images_stored)
         man.record_files(load.outcomes())
         man.phase = "staged"
         if not settings.dry_run:
@@ -304,20 +333,26 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         checkpoint(settings, "staged")
         _terminate_for_test(settings, tx, dsn, attempt, "merging")
         with rep.phase("merge"):
+            load_ts = tx.transaction_time()
             counts = tx.merge()
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
+        progress.note("merge: %d rows inserted, %d updated, %d unchanged", counts.inserted, counts.updated,
+                      counts.unchanged)
         checkpoint(settings, "merged")
         if settings.dry_run:
-            return
+            return None
         with rep.phase("commit"):
             rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), _summary(rep), load_id=load_id,
                                        manifest_digest=_digest(plan.jsons))
             tx.commit()
+        progress.note("commit: load %s committed as run %s", load_id[:12], rep.run_id)
         checkpoint(settings, "committed")
         man.promote(load_id)
         man.save()
         checkpoint(settings, "done")
+        assert rep.dataset_id is not None
+        return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
     finally:
         tx.rollback()
         conn.close()
@@ -343,24 +378,11 @@ def _summary(rep: Report) -> dict[str, Any]:
 
 def _write_outputs(settings: Settings, rep: Report) -> None:
     try:
+        if settings.metrics_file is not None and not settings.dry_run:
+            write_metrics(settings.metrics_file, rep, success=rep.status == "ok", end=time.time())
         if settings.rejects is not None:
             report.write_rejects(settings.rejects, rep.rejects)
         if settings.report_json is not None:
             report.write_json(settings.report_json, rep)
     except OSError as exc:
         raise LoadError(f"cannot write the report: {exc}") from exc
-
-
-def init_db(settings: Settings) -> str:
-    """Create the schema, or migrate an old PharmChecker one; returns what was done."""
-    with database(settings) as dsn, db.connect(dsn, settings.secrets) as conn, db.translated(settings.secrets):
-        outcome = db.ensure_schema(conn, migrate=True)
-        conn.commit()
-        return outcome
-
-
-def status(settings: Settings) -> list[dict[str, Any]]:
-    with database(settings) as dsn, db.connect(dsn, settings.secrets) as conn, db.translated(settings.secrets):
-        if not db.schema_state(conn)["has_search_results"]:
-            return []
-        return db.fetch_all(conn, "status")

@@ -95,9 +95,9 @@ class SupabaseStore:
             except Exception as exc2:
                 raise StorageError(f"storage: cannot create bucket {self.bucket!r}: {exc2}") from exc2
 
-    def _list_all(self) -> set[str]:
-        """Every key under sha256/, one list-v2 page (1000 keys) per request."""
-        keys: set[str] = set()
+    def _list_all(self) -> dict[str, int | None]:
+        """Every key under sha256/ with its size, one list-v2 page (1000 keys) per request."""
+        keys: dict[str, int | None] = {}
         bucket = self.storage.from_(self.bucket)
         cursor: str | None = None
         while True:
@@ -105,7 +105,9 @@ class SupabaseStore:
             if cursor:
                 options["cursor"] = cursor
             page = self._call("list", bucket.list_v2, options)
-            keys.update(o.key or o.name for o in page.objects)
+            for o in page.objects:
+                size = (o.metadata or {}).get("size")
+                keys[o.key or o.name] = int(size) if size is not None else None
             if not page.hasNext or not page.nextCursor:
                 return keys
             cursor = page.nextCursor
@@ -117,7 +119,7 @@ class SupabaseStore:
         if self._known is None:
             try:
                 self.ensure_bucket()
-                self._known = self._list_all()
+                self._known = set(self._list_all())
             except StorageError:
                 raise
             except Exception as exc:
@@ -147,7 +149,15 @@ class SupabaseStore:
             list(pool.map(one, items))
         return failed
 
-    def size_of(self, content_hash: str) -> int | None:
-        info = self._call("info", self.storage.from_(self.bucket).info, storage_path(content_hash))
-        size = info.get("size") if isinstance(info, dict) else getattr(info, "size", None)
-        return int(size) if size is not None else None
+    def sizes(self, hashes: list[str]) -> dict[str, int]:
+        """Size of each stored screenshot, from one fresh bulk listing; absent ones are left out."""
+        listing = self._list_all()
+        found: dict[str, int] = {}
+        for h in hashes:
+            size = listing.get(storage_path(h))
+            if size is not None:
+                found[h] = size
+        return found
+
+    def local_path(self, content_hash: str) -> str | None:
+        return None  # deep verification of a bucket would download every object; sizes are checked

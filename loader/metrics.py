@@ -1,0 +1,79 @@
+"""--metrics-file: the last run, per tag, in Prometheus text format for node_exporter's textfile collector.
+
+One file can serve several tags (the cron job loads one tag per day folder): the lines of other
+tags are kept, this tag's are replaced. The file is replaced atomically, so the collector never
+reads half of it, and the last success time survives a failed run, so an alert can fire on a load
+that has not succeeded for too long.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from loader.report import Report, write_atomically
+
+HELP = {
+    "pharmload_last_run_start_timestamp_seconds": "Start of the last load of the tag (Unix time).",
+    "pharmload_last_run_end_timestamp_seconds": "End of the last load of the tag (Unix time).",
+    "pharmload_last_run_success": "1 if the last load of the tag committed, else 0.",
+    "pharmload_last_success_timestamp_seconds": "End of the last load of the tag that committed (Unix time).",
+    "pharmload_last_run_duration_seconds": "Wall time of the last load of the tag.",
+    "pharmload_files": "Search files of the last load by outcome.",
+    "pharmload_rows": "search_results rows of the last load by change.",
+    "pharmload_images_stored": "Screenshots newly put into the store by the last load.",
+    "pharmload_phase_duration_seconds": "Seconds spent per phase in the last load.",
+}
+_LINE = re.compile(r'^(\w+)\{(.*)\} (\S+)$')
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _samples(rep: Report, success: bool, end: float, last_success: float | None) -> list[tuple[str, str, float]]:
+    tag = f'tag="{_label(rep.tag)}"'
+    out = [
+        ("pharmload_last_run_start_timestamp_seconds", tag, rep.started_at),
+        ("pharmload_last_run_end_timestamp_seconds", tag, end),
+        ("pharmload_last_run_success", tag, 1.0 if success else 0.0),
+        ("pharmload_last_run_duration_seconds", tag, rep.elapsed),
+        ("pharmload_images_stored", tag, float(rep.images_stored)),
+    ]
+    if success:
+        last_success = end
+    if last_success is not None:
+        out.append(("pharmload_last_success_timestamp_seconds", tag, last_success))
+    out += [("pharmload_files", f'{tag},outcome="{k}"', float(v)) for k, v in (
+        ("seen", rep.files_found), ("loaded", rep.files_loaded), ("skipped", rep.files_skipped),
+        ("rejected", rep.files_rejected))]
+    out += [("pharmload_rows", f'{tag},change="{k}"', float(v)) for k, v in (
+        ("inserted", rep.rows_inserted), ("updated", rep.rows_updated), ("unchanged", rep.rows_unchanged))]
+    out += [("pharmload_phase_duration_seconds", f'{tag},phase="{_label(p)}"', s) for p, s in rep.phases.items()]
+    return out
+
+
+def write_metrics(path: Path, rep: Report, success: bool, end: float) -> None:
+    """Replace this tag's samples in the metrics file, keeping every other tag's."""
+    mine = f'tag="{_label(rep.tag)}"'
+    kept: list[tuple[str, str, str]] = []
+    last_success: float | None = None
+    if path.exists():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            m = _LINE.match(line)
+            if not m:
+                continue
+            name, labels, value = m.groups()
+            if labels == mine or labels.startswith(mine + ","):
+                if name == "pharmload_last_success_timestamp_seconds":
+                    last_success = float(value)
+                continue
+            kept.append((name, labels, value))
+    fresh = [(n, lab, repr(v)) for n, lab, v in _samples(rep, success, end, last_success)]
+    lines: list[str] = []
+    for name, text in HELP.items():
+        rows = [s for s in kept + fresh if s[0] == name]
+        if rows:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+            lines += [f"{n}{{{lab}}} {v}" for n, lab, v in sorted(rows, key=lambda s: s[1])]
+    write_atomically(path, ("\n".join(lines) + "\n").encode())
