@@ -7,6 +7,8 @@ in a real scrape is a handful.
 
 from __future__ import annotations
 
+import io
+from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import polars as pl
@@ -18,6 +20,11 @@ DATE_COLUMNS = ("issue_date", "expiration_date")
 DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d-%b-%Y")
 NULL_TOKENS = ("", "not on file", "not available", "n/a", "na", "---", "-", "none", "unknown", "null")
 KEY = ("search_state", "search_name", "license_number")
+# Column order of the staging tables (sql/create_stage_rows.sql, sql/create_stage_files.sql).
+ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
+               "license_status", "license_name", "license_type", "address", "city", "state", "zip",
+               "issue_date", "expiration_date", "result_status")
+FILE_COLUMNS = ("file_order", "meta", "raw")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}
 
 
@@ -108,7 +115,7 @@ def content_canon(rows: pl.DataFrame) -> pl.DataFrame:
     parts += [pl.col(c).cast(pl.Int32).cast(pl.String).fill_null(null) for c in DATE_COLUMNS]
     parts.append(pl.col("search_ts").dt.epoch("us").cast(pl.String))
     return rows.select(
-        *KEY, pl.col("search_ts").dt.epoch("us").alias("search_ts_us"), "file_order", "lic_idx", "image_rel",
+        *KEY, pl.col("search_ts").dt.epoch("us").alias("search_ts_us"), "file_order", "lic_idx",
         pl.concat_str(parts, separator="\x1f").alias("canon"),
     )
 
@@ -126,3 +133,34 @@ def expected_rows(canon: pl.DataFrame, image_hashes: pl.DataFrame) -> pl.DataFra
                                         separator="\x1f")).to_series()
     digests = [hashlib.md5(t.encode(), usedforsecurity=False).hexdigest() for t in full.to_list()]
     return winners.select(*KEY, "search_ts_us").with_columns(pl.Series("content_md5", digests))
+
+
+def to_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
+    """CSV as COPY (FORMAT csv) reads it: an empty unquoted field is NULL, instants carry their offset."""
+    buf = io.BytesIO()
+    frame.select(columns).write_csv(buf, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z",
+                                    date_format="%Y-%m-%d")
+    return buf.getvalue()
+
+
+@dataclass
+class Prepared:
+    """A chunk ready to stage: CSV for COPY, made in the worker so the parent only forwards bytes."""
+
+    files: pl.DataFrame                    # file_id, source_image of each loaded file
+    rows_csv: bytes
+    files_csv: bytes
+    rows: int
+    canon: pl.DataFrame | None             # for --verify-writes
+    rejects: list[tuple[str, str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def prepare(rows: pl.DataFrame, files: pl.DataFrame, rels: dict[int, str], want_canon: bool) -> Prepared:
+    """Clean, keep the newest row per key within the chunk, and serialise rows and files for COPY."""
+    cleaned, warned = clean(rows)
+    best = newest_per_key(cleaned).rename({"file_id": "file_order"})
+    per_file = cleaned.unique(subset="file_id", keep="first").sort("file_id").rename({"file_id": "file_order"})
+    warnings = [(rels[i], k, d) for i, k, d in zip(warned["file_id"], warned["kind"], warned["detail"], strict=True)]
+    return Prepared(files=files, rows_csv=to_csv(best, ROW_COLUMNS), files_csv=to_csv(per_file, FILE_COLUMNS),
+                    rows=best.height, canon=content_canon(best) if want_canon else None, warnings=warnings)

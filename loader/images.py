@@ -109,32 +109,43 @@ class LocalStore:
 
     def missing(self, hashes: list[str]) -> list[str]:
         """The hashes not yet in the store."""
-        return [h for h in hashes if not (self.root / storage_path(h)).is_file()]
+        root = str(self.root)
+        return [h for h in hashes if not os.path.isfile(os.path.join(root, storage_path(h)))]
 
     def put(self, content_hash: str, src: str) -> None:
         """Hard-link the screenshot into the store (copy when across file systems, or when link is off).
 
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
         change the stored bytes too. `--image-link copy` trades speed for a store nothing can touch.
+        The folder is created only when the first attempt finds it missing: one system call per
+        screenshot in the common case.
         """
-        dst = self.root / storage_path(content_hash)
+        dst = os.path.join(str(self.root), storage_path(content_hash))
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.exists():
-                return
-            if not self.link:
-                _copy_atomically(src, dst)
-                return
             try:
-                os.link(src, dst)
-            except FileExistsError:
-                return
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                _copy_atomically(src, dst)
+                self._place(src, dst)
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                self._place(src, dst)
         except OSError as exc:
             raise StorageError(f"cannot store screenshot {src} in {self.root}: {exc.strerror or exc}") from exc
+
+    def _place(self, src: str, dst: str) -> None:
+        if not self.link:
+            if not os.path.exists(dst):
+                if not os.path.isdir(os.path.dirname(dst)):
+                    raise FileNotFoundError(dst)
+                _copy_atomically(src, Path(dst))
+            return
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            if not os.path.exists(dst):
+                _copy_atomically(src, Path(dst))
 
     def put_many(self, items: Iterable[tuple[str, str, str | None]]) -> dict[str, str]:
         """Store (hash, source path, content type) items; a local failure (disk full) fails the load."""

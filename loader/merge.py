@@ -8,7 +8,6 @@ progress marker with the data), which makes the database itself the record of wh
 from __future__ import annotations
 
 import contextlib
-import io
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -21,13 +20,12 @@ from psycopg.types.json import Jsonb
 
 from loader import db
 from loader.errors import LockBusyError
+from loader.frame import FILE_COLUMNS, ROW_COLUMNS, to_csv
 
-ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
-               "license_status", "license_name", "license_type", "address", "city", "state", "zip",
-               "issue_date", "expiration_date", "result_status", "meta", "raw", "image_rel")
 IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
                  "height")
 COPY_BLOCK = 4 << 20
+TEMP_BUFFERS = "512MB"  # an upper bound the session may use, allocated only as staging grows
 LOCK_NAMESPACE = 0x70686C64  # "phld": keeps our advisory locks apart from other applications'
 
 
@@ -37,14 +35,6 @@ class MergeCounts:
     updated: int
     unchanged: int
     images_new: int
-
-
-def frame_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
-    """CSV the way COPY (FORMAT csv) reads it: empty unquoted field = NULL, instants with offset."""
-    buf = io.BytesIO()
-    frame.select(columns).write_csv(buf, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z",
-                                    date_format="%Y-%m-%d")
-    return buf.getvalue()
 
 
 class LoadTransaction:
@@ -59,6 +49,8 @@ class LoadTransaction:
               statement_timeout_ms: int | None = None) -> int:
         """Lock the tag, make sure schema and dataset exist, create the staging tables."""
         with db.translated(self.secrets):
+            # Staging lives in temp tables: keep them in memory rather than spilling to disk.
+            self.conn.execute("SELECT set_config('temp_buffers', %s, true)", (TEMP_BUFFERS,))
             if statement_timeout_ms is not None:
                 self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
                                   (str(statement_timeout_ms),))
@@ -69,8 +61,9 @@ class LoadTransaction:
                                     ).fetchone()
             assert row is not None
             self.dataset_id = int(row[0])
-            self.conn.execute(db.statement("create_stage_rows"))
-            self.conn.execute(db.statement("create_stage_images"))
+            for table in ("create_stage_rows", "create_stage_files", "create_stage_file_images",
+                          "create_stage_images"):
+                self.conn.execute(db.statement(table))
         return self.dataset_id
 
     def _lock(self, tag: str, wait: bool) -> None:
@@ -89,14 +82,19 @@ class LoadTransaction:
             for start in range(0, len(view), COPY_BLOCK):
                 copy.write(view[start:start + COPY_BLOCK])
 
-    def copy_rows(self, frame: pl.DataFrame) -> None:
-        """Stage rows (columns of ROW_COLUMNS); chunks may repeat keys, the merge picks one."""
-        if frame.height:
-            self._copy("stage_search_results", ROW_COLUMNS, frame_csv(frame, ROW_COLUMNS))
+    def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
+        """Stage one chunk: rows (chunks may repeat keys, the merge picks one), files, screenshot refs."""
+        if rows_csv:
+            self._copy("stage_search_results", ROW_COLUMNS, rows_csv)
+        if files_csv:
+            self._copy("stage_files", FILE_COLUMNS, files_csv)
+        if file_images.height:
+            self._copy("stage_file_images", ("file_order", "image_rel"),
+                       to_csv(file_images, ("file_order", "image_rel")))
 
     def copy_images(self, frame: pl.DataFrame) -> None:
         if frame.height:
-            self._copy("stage_image_assets", IMAGE_COLUMNS, frame_csv(frame, IMAGE_COLUMNS))
+            self._copy("stage_image_assets", IMAGE_COLUMNS, to_csv(frame, IMAGE_COLUMNS))
 
     def merge(self) -> MergeCounts:
         """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""

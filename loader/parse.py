@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
+from loader import frame
+
 # The 50 states, DC and the inhabited territories.
 STATES = frozenset(
     "AL AK AZ AR CA CO CT DE FL GA HI ID IL IN IA KS KY LA ME MD MA MI MN MS MO MT NE NV NH NJ NM NY "
@@ -56,6 +58,7 @@ class ParseTask:
     rels: list[str]
     source_timezone: str = "UTC"
     max_json_bytes: int = 10 * 1024 * 1024
+    want_canon: bool = False
 
 
 @dataclass
@@ -256,3 +259,13 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
     rows = pl.DataFrame(out.cols, schema=ROW_SCHEMA)
     files = pl.DataFrame({"file_id": file_ids, "source_image": sources}, schema=FILE_SCHEMA)
     return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)
+
+
+def parse_and_prepare(task: ParseTask) -> frame.Prepared:
+    """The worker's whole job for a chunk: parse, clean, dedup and serialise for COPY."""
+    chunk = parse_chunk(task)
+    prepared = frame.prepare(chunk.rows, chunk.files, dict(zip(task.file_ids, task.rels, strict=True)),
+                             task.want_canon)
+    prepared.rejects = chunk.rejects
+    prepared.warnings = chunk.warnings + prepared.warnings
+    return prepared

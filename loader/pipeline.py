@@ -67,7 +67,8 @@ class _Load:
             part = self.todo.slice(start, size)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
                                   rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone,
-                                  max_json_bytes=self.settings.max_json_bytes)
+                                  max_json_bytes=self.settings.max_json_bytes,
+                                  want_canon=self.settings.verify_writes != "off")
 
     def warn(self, frame_: pl.DataFrame) -> None:
         """Warnings keyed by file_id, reported with the file's path."""
@@ -75,7 +76,8 @@ class _Load:
             named = frame_.join(self.rels, on="file_id", how="left")
             self.rep.add_warnings(list(zip(named["rel"], named["kind"], named["detail"], strict=True)))
 
-    def take_chunk(self, chunk: parse.ParsedChunk, pool: workers.Pool) -> None:
+    def take_chunk(self, chunk: frame.Prepared, pool: workers.Pool) -> None:
+        """Resolve the chunk's screenshots, send new ones to be hashed, and stage its rows."""
         self.rep.add_rejects(chunk.rejects)
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
@@ -90,17 +92,14 @@ class _Load:
             fresh = [r for r in resolved["image_rel"].drop_nulls().unique(maintain_order=True).to_list()
                      if r not in self.seen]
             self.seen.update(fresh)
+            file_images = resolved.filter(pl.col("image_rel").is_not_null()).select(
+                pl.col("file_id").alias("file_order"), "image_rel")
         self.hash_images(fresh, pool)
-        with self.rep.phase("clean"):
-            rows, warnings = frame.clean(chunk.rows)
-            self.warn(warnings)
-            rows = frame.newest_per_key(rows).join(resolved.select("file_id", "image_rel"), on="file_id",
-                                                   how="left").rename({"file_id": "file_order"})
-        self.rep.rows_staged += rows.height
-        if self.settings.verify_writes != "off":
-            self.canon.append(frame.content_canon(rows))
+        self.rep.rows_staged += chunk.rows
+        if chunk.canon is not None:
+            self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
         with self.rep.phase("copy"):
-            self.tx.copy_rows(rows)
+            self.tx.copy_chunk(chunk.rows_csv, chunk.files_csv, file_images)
         self.progress.advance(len(chunk.rejects) + chunk.files.height,
                               f"{self.rep.rows_staged} rows staged, {len(self.seen)} screenshots")
         checkpoint(self.settings, "copying")
@@ -316,7 +315,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         chunks = max(1, -(-todo.height // settings.chunk_files))
         progress.begin("parse", todo.height)
         with workers.pool(settings.workers if chunks > 1 else 1) as pool:
-            for chunk in pool.ordered(parse.parse_chunk, load.parse_tasks(), window=2 * pool.size,
+            for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
                                       timer=lambda: rep.phase("parse")):
                 load.take_chunk(chunk, pool)
                 checkpoint(settings, "parsing")

@@ -15,8 +15,8 @@ import polars as pl
 import psycopg
 
 from loader import db
+from loader.frame import to_csv
 from loader.images import BLOCK
-from loader.merge import frame_csv
 
 EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 MAX_LISTED = 50
@@ -32,7 +32,7 @@ def _copy_expected(conn: psycopg.Connection[Any], expected: pl.DataFrame) -> Non
     with conn.cursor() as cur, cur.copy(
             "COPY verify_expected (search_state, search_name, license_number, search_ts_us, content_md5) "
             "FROM STDIN (FORMAT csv)") as copy:
-        copy.write(frame_csv(expected, EXPECTED_COLUMNS))
+        copy.write(to_csv(expected, EXPECTED_COLUMNS))
 
 
 def _sha256(path: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 A = TypeVar("A")
 R = TypeVar("R")
-PRELOAD = ["loader.parse", "loader.images"]
+PRELOAD = ["loader.parse", "loader.frame", "loader.images"]
 
 
 class _Inline(Executor):

@@ -1,4 +1,6 @@
 -- Where one load's rows land by COPY before the single merge; gone at commit or rollback.
+-- Narrow on purpose: the merge sorts these rows, and each file's JSON (stage_files) and screenshot
+-- (stage_file_images) are joined in only for the rows that win.
 CREATE TEMP TABLE stage_search_results (
     file_order      bigint,
     lic_idx         integer,
@@ -15,8 +17,5 @@ CREATE TEMP TABLE stage_search_results (
     zip             text,
     issue_date      date,
     expiration_date date,
-    result_status   text,
-    meta            text,
-    raw             text,
-    image_rel       text
+    result_status   text
 ) ON COMMIT DROP

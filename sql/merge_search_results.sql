@@ -1,19 +1,21 @@
 -- The one merge of a load: newest search per key wins, within the load and against what is stored;
 -- an equal or older search changes nothing. Returns inserted, updated and distinct-key counts.
 WITH src AS (
-    SELECT DISTINCT ON (s.search_state, s.search_name, s.license_number) s.*, i.content_hash AS image_hash
+    SELECT DISTINCT ON (s.search_state, s.search_name, s.license_number) s.*
     FROM stage_search_results s
-    LEFT JOIN stage_image_assets i ON i.image_rel = s.image_rel
     ORDER BY s.search_state, s.search_name, s.license_number, s.search_ts DESC, s.file_order, s.lic_idx
 ), merged AS (
     INSERT INTO search_results AS t (
         dataset_id, search_name, search_state, search_ts, license_number, license_status,
         license_name, license_type, address, city, state, zip, issue_date, expiration_date,
         result_status, meta, raw, image_hash)
-    SELECT %(dataset_id)s, search_name, search_state, search_ts, license_number, license_status,
-           license_name, license_type, address, city, state, zip, issue_date, expiration_date,
-           result_status, meta::jsonb, raw::jsonb, image_hash
+    SELECT %(dataset_id)s, src.search_name, src.search_state, src.search_ts, src.license_number,
+           src.license_status, src.license_name, src.license_type, src.address, src.city, src.state, src.zip,
+           src.issue_date, src.expiration_date, src.result_status, f.meta::jsonb, f.raw::jsonb, i.content_hash
     FROM src
+    JOIN stage_files f ON f.file_order = src.file_order
+    LEFT JOIN stage_file_images fi ON fi.file_order = src.file_order
+    LEFT JOIN stage_image_assets i ON i.image_rel = fi.image_rel
     ON CONFLICT (dataset_id, search_state, search_name, license_number) DO UPDATE SET
         search_ts = excluded.search_ts,
         license_status = excluded.license_status,
