@@ -37,9 +37,29 @@ def _inside(path: str, roots: tuple[str, ...]) -> bool:
     return any(path == r or path.startswith(r + os.sep) for r in roots)
 
 
-def _walk(root: Path, roots: tuple[str, ...]) -> tuple[list[tuple[str, str, int, int]], list[str]]:
-    """(rel, path, size, mtime_ns) of every regular file below root, and symlinks leading out."""
-    found: list[tuple[str, str, int, int]] = []
+class _Columns:
+    """What the walk finds, kept as columns: a million files must not cost a million tuples."""
+
+    def __init__(self) -> None:
+        self.rel: list[str] = []
+        self.link: list[str | None] = []  # the resolved target of a symlink, else None
+        self.size: list[int] = []
+        self.mtime_ns: list[int] = []
+
+    def frame(self, root: str, keep: list[bool] | None = None) -> pl.DataFrame:
+        cols = {"rel": self.rel, "link": self.link, "size": self.size, "mtime_ns": self.mtime_ns}
+        schema = {"rel": pl.String, "link": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
+        df = pl.DataFrame(cols, schema=schema)
+        if keep is not None:
+            df = df.filter(pl.Series(keep))
+        return df.select("rel", pl.coalesce("link", pl.lit(root + os.sep) + pl.col("rel")).alias("path"),
+                         "size", "mtime_ns")
+
+
+def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[str]]:
+    """Every regular file below root (symlinks only when they stay inside the roots), and the
+    symlinks that lead out."""
+    found = _Columns()
     outside: list[str] = []
     stack = [(str(root), "")]
     while stack:
@@ -53,27 +73,23 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[list[tuple[str, str, int,
             if entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel + "/"))
                 continue
-            path = entry.path
+            link = None
             if entry.is_symlink():
-                path = os.path.realpath(entry.path)
-                if not _inside(path, roots):
+                link = os.path.realpath(entry.path)
+                if not _inside(link, roots):
                     outside.append(rel)
                     continue
             try:
+                if not entry.is_file():
+                    continue
                 st = entry.stat()
             except OSError:
                 continue
-            if entry.is_file():
-                found.append((rel, path, st.st_size, st.st_mtime_ns))
+            found.rel.append(rel)
+            found.link.append(link)
+            found.size.append(st.st_size)
+            found.mtime_ns.append(st.st_mtime_ns)
     return found, outside
-
-
-def _frame(rows: list[tuple[str, str, int, int]]) -> pl.DataFrame:
-    return pl.DataFrame(
-        rows,
-        schema={"rel": pl.String, "path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64},
-        orient="row",
-    )
 
 
 def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path | None = None) -> Plan:
@@ -81,19 +97,20 @@ def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path
     root = states_dir.resolve()
     roots = (str(root), *(str(r.resolve()) for r in image_roots))
     found, outside = _walk(root, roots)
-    jsons = [f for f in found if f[0].endswith(JSON_SUFFIX)]
-    others = [f for f in found if not f[0].endswith(JSON_SUFFIX)]
+    is_json = [r.endswith(JSON_SUFFIX) for r in found.rel]
+    jsons = found.frame(str(root), is_json).sort("rel")
+    others = [found.frame(str(root), [not j for j in is_json])]
+    del found, is_json
     for extra in image_roots:
         more, _ = _walk(extra.resolve(), roots)
-        others.extend(f for f in more if not f[0].endswith(JSON_SUFFIX))
+        others.append(more.frame(str(extra.resolve()), [not r.endswith(JSON_SUFFIX) for r in more.rel]))
     if single_file is not None:
         wanted = str(single_file.resolve())
-        jsons = [f for f in jsons if f[1] == wanted or os.path.realpath(f[1]) == wanted]
+        jsons = jsons.filter(pl.col("path").map_elements(os.path.realpath, return_dtype=pl.String) == wanted)
         outside = []
-    jsons.sort()
-    json_frame = _frame(jsons).with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
+    json_frame = jsons.with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
     # The states folder wins over an image root holding the same relative path.
-    image_frame = _frame(others).unique(subset="rel", keep="first", maintain_order=True)
+    image_frame = pl.concat(others).unique(subset="rel", keep="first", maintain_order=True)
     return Plan(root=root, jsons=json_frame, images=image_frame,
                 outside=tuple(sorted(r for r in outside if r.endswith(JSON_SUFFIX))))
 

@@ -1,5 +1,8 @@
 """The manifest: what earlier runs of one (states folder, tag) already did, so a re-run redoes little.
 
+One Parquet file (compact and fast for a million files): the file and screenshot tables stacked
+with a `kind` column, and a JSON header in the file's key-value metadata.
+
 It is a cache, never the truth. File outcomes count as committed only when the database's
 `load_runs` holds the load id they were recorded under; a missing, stale, truncated or corrupt
 manifest is reported and rebuilt from scratch, which costs time but never a wrong load. It is
@@ -10,6 +13,7 @@ holds no secret: the target database is named by a digest of its DSN without the
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import time
 from collections.abc import Callable
@@ -34,7 +38,7 @@ SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
 
 def manifest_path(folder: Path, states_dir: Path, tag: str) -> Path:
     key = hashlib.sha256(f"{states_dir.resolve()}\0{tag}".encode()).hexdigest()[:20]
-    return folder / f"{key}.json"
+    return folder / f"{key}.parquet"
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Manifest:
     files: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FILE_SCHEMA))
     images: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMAGE_SCHEMA))
     _saved_at: float = 0.0
+    _interval: float = SAVE_EVERY
 
     @classmethod
     def open(cls, path: Path, states_dir: Path, tag: str, target: str) -> tuple[Manifest, str | None]:
@@ -59,31 +64,42 @@ class Manifest:
         if not path.exists():
             return fresh, None
         try:
-            data = orjson.loads(path.read_bytes())
-            if not isinstance(data, dict) or data.get("version") != VERSION:
+            with open(path, "rb") as f:
+                data = f.read()
+            header = orjson.loads(pl.read_parquet_metadata(io.BytesIO(data))["pharmload"])
+            if not isinstance(header, dict) or header.get("version") != VERSION:
                 return fresh, "unknown manifest version"
-            if (data["states_dir"], data["tag"], data["target"]) != (fresh.states_dir, tag, target):
+            if (header["states_dir"], header["tag"], header["target"]) != (fresh.states_dir, tag, target):
                 return fresh, "manifest is for another folder, tag or database"
-            fresh.committed, fresh.pending, fresh.phase = data["committed"], data["pending"], data["phase"]
-            fresh.files = pl.DataFrame(data["files"], schema=FILE_SCHEMA)
-            fresh.images = pl.DataFrame(data["images"], schema=IMAGE_SCHEMA)
+            table = pl.read_parquet(io.BytesIO(data))
+            files = table.filter(pl.col("kind") == "file").select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
+            images = (table.filter(pl.col("kind") == "image").rename({"rel": "image_rel"})
+                      .select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)))
+            fresh.committed, fresh.pending, fresh.phase = header["committed"], header["pending"], header["phase"]
+            fresh.files, fresh.images = files, images
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             return cls(path=path, states_dir=fresh.states_dir, tag=tag, target=target), (
                 f"manifest unreadable ({type(exc).__name__}: {str(exc)[:80]})")
         return fresh, None
 
     def save(self, force: bool = True) -> None:
-        """Write atomically; with force=False, only if the last save is SAVE_EVERY seconds old."""
+        """Write atomically; with force=False, only if the last save is old enough to be worth redoing."""
         now = time.monotonic()
-        if not force and now - self._saved_at < SAVE_EVERY:
+        if not force and now - self._saved_at < self._interval:
             return
-        body = {
-            "version": VERSION, "states_dir": self.states_dir, "tag": self.tag, "target": self.target,
-            "committed": self.committed, "pending": self.pending, "phase": self.phase,
-            "files": self.files.to_dict(as_series=False), "images": self.images.to_dict(as_series=False),
-        }
-        write_atomically(self.path, orjson.dumps(body))
-        self._saved_at = now
+        header = {"version": VERSION, "states_dir": self.states_dir, "tag": self.tag, "target": self.target,
+                  "committed": self.committed, "pending": self.pending, "phase": self.phase}
+        table = pl.concat([
+            self.files.with_columns(pl.lit("file").alias("kind")),
+            self.images.rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind")),
+        ], how="diagonal")
+        buf = io.BytesIO()
+        table.write_parquet(buf, metadata={"pharmload": orjson.dumps(header).decode()})
+        write_atomically(self.path, buf.getvalue())
+        spent = time.monotonic() - now
+        self._saved_at = time.monotonic()
+        # Progress saves cost time proportional to the scrape: keep them under ~10% of the run.
+        self._interval = max(SAVE_EVERY, 10 * spent)
 
     def reconcile(self, committed: Callable[[str], bool]) -> str | None:
         """Bring the manifest in line with the database; returns what had to be dropped, if anything.

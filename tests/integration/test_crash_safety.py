@@ -155,7 +155,7 @@ def test_permanent_error_fails_fast(settings: Settings, scrape: Scrape) -> None:
 
 def test_corrupt_or_truncated_manifest_is_rebuilt(settings: Settings, dsn: str, reference: dict[str, Any]) -> None:
     pipeline.run(settings)
-    (manifest,) = settings.manifest_dir.glob("*.json")
+    (manifest,) = settings.manifest_dir.glob("*.parquet")
     for damage in (manifest.read_bytes()[: manifest.stat().st_size // 2], b"", b"\x00garbage", b"[1, 2]"):
         manifest.write_bytes(damage)
         rep = pipeline.run(settings)
