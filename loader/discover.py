@@ -23,14 +23,15 @@ class Plan:
 
     `jsons` has one row per search file, in the order that breaks ties (path order): columns
     file_id, rel, path, size, mtime_ns. `images` has one row per other file that may be referred
-    to as a screenshot: rel (relative to its root), path, size, mtime_ns. `outside` lists JSON files
-    whose symlink points outside the allowed roots (they are rejected, never read).
+    to as a screenshot: rel (relative to its root), path, size, mtime_ns. `refused` holds search
+    files rejected without being read, as (rel, reason, detail): symlinks leading outside the allowed
+    roots, and names that are not UTF-8 (PostgreSQL and the reports could not hold them).
     """
 
     root: Path
     jsons: pl.DataFrame
     images: pl.DataFrame
-    outside: tuple[str, ...]
+    refused: tuple[tuple[str, str, str], ...]
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:
@@ -56,11 +57,19 @@ class _Columns:
                          "size", "mtime_ns")
 
 
-def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[str]]:
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # os.scandir hands undecodable bytes back as surrogate escapes
+        return False
+    return True
+
+
+def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[tuple[str, str, str]]]:
     """Every regular file below root (symlinks only when they stay inside the roots), and the
-    symlinks that lead out."""
+    search files refused unread."""
     found = _Columns()
-    outside: list[str] = []
+    refused: list[tuple[str, str, str]] = []
     stack = [(str(root), "")]
     while stack:
         folder, prefix = stack.pop()
@@ -70,6 +79,11 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[str]]:
             continue
         for entry in entries:
             rel = prefix + entry.name
+            if not _utf8(rel):
+                shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                if shown.endswith(JSON_SUFFIX):
+                    refused.append((shown, "unreadable", "file name is not UTF-8; not read"))
+                continue
             if entry.is_dir(follow_symlinks=False):
                 stack.append((entry.path, rel + "/"))
                 continue
@@ -77,7 +91,8 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[str]]:
             if entry.is_symlink():
                 link = os.path.realpath(entry.path)
                 if not _inside(link, roots):
-                    outside.append(rel)
+                    if rel.endswith(JSON_SUFFIX):
+                        refused.append((rel, "outside_root", "symlink points outside the states folder; not read"))
                     continue
             try:
                 if not entry.is_file():
@@ -89,14 +104,14 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[str]]:
             found.link.append(link)
             found.size.append(st.st_size)
             found.mtime_ns.append(st.st_mtime_ns)
-    return found, outside
+    return found, refused
 
 
 def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path | None = None) -> Plan:
     """Walk the states folder (and image roots) once; sort search files by path."""
     root = states_dir.resolve()
     roots = (str(root), *(str(r.resolve()) for r in image_roots))
-    found, outside = _walk(root, roots)
+    found, refused = _walk(root, roots)
     is_json = [r.endswith(JSON_SUFFIX) for r in found.rel]
     jsons = found.frame(str(root), is_json).sort("rel")
     others = [found.frame(str(root), [not j for j in is_json])]
@@ -107,12 +122,11 @@ def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path
     if single_file is not None:
         wanted = str(single_file.resolve())
         jsons = jsons.filter(pl.col("path").map_elements(os.path.realpath, return_dtype=pl.String) == wanted)
-        outside = []
+        refused = []
     json_frame = jsons.with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
     # The states folder wins over an image root holding the same relative path.
     image_frame = pl.concat(others).unique(subset="rel", keep="first", maintain_order=True)
-    return Plan(root=root, jsons=json_frame, images=image_frame,
-                outside=tuple(sorted(r for r in outside if r.endswith(JSON_SUFFIX))))
+    return Plan(root=root, jsons=json_frame, images=image_frame, refused=tuple(sorted(refused)))
 
 
 def resolve_images(files: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
@@ -128,12 +142,16 @@ def resolve_images(files: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
         pl.col("source_image").str.replace_all("\\", "/", literal=True).str.split("/")
         .list.eval(pl.element().filter((pl.element() != "") & (pl.element() != ".")))
     )
+    # No indexed path is deeper than this, so longer trailing parts can never match: a hostile
+    # path of 40,000 parts costs no more than a short one.
+    deepest = images["rel"].str.count_matches("/").max() if images.height else 0
+    depth = int(deepest) + 1 if isinstance(deepest, int) else 1
     cands = files.select(
         "file_id",
         pl.when(pl.col("source_image").is_null())
         .then(pl.concat_list(pl.col("rel").str.slice(0, pl.col("rel").str.len_chars() - len(JSON_SUFFIX))
                              + ".png"))
-        .otherwise(parts).alias("parts"),
+        .otherwise(parts.list.tail(depth)).alias("parts"),
         pl.col("source_image").is_null().alias("from_stem"),
     )
     # Every trailing part of the path, longest first: a/b/c -> a/b/c, b/c, c.

@@ -101,6 +101,9 @@ def start(data_dir: Path) -> EmbeddedServer:
             log.info("embedded server: dropped handles of dead processes %s", stale)
     try:
         handle = pgserver.get_server(data_dir, cleanup_mode="stop")
+        # A second start in one process gets the wheel's cached server, which does not register us
+        # again: without our PID in the list, another process could stop the server under us.
+        handle.global_process_id_list.get_and_add(os.getpid())
         info = handle.get_postmaster_info()
     except Exception as exc:  # the wheel raises bare RuntimeError/CalledProcessError/AssertionError
         log_file = data_dir / "log"

@@ -8,6 +8,7 @@ in a real scrape is a handful.
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -39,8 +40,14 @@ def _null_token(col: str) -> pl.Expr:
     return pl.col(col).is_null() | token.is_in(list(NULL_TOKENS))
 
 
+def _plausible(d: pl.Expr) -> pl.Expr:
+    """Four-digit years only: polars' %Y also takes `20` or `0000`, which PostgreSQL cannot store
+    or which mean something else (a two-digit year goes on to dateutil, which reads it as 20xx)."""
+    return pl.when(d.dt.year().is_between(1000, 9999)).then(d)
+
+
 def _known_formats(col: str) -> pl.Expr:
-    return pl.coalesce([pl.col(col).str.strptime(pl.Date, f, strict=False) for f in DATE_FORMATS])
+    return pl.coalesce([_plausible(pl.col(col).str.strptime(pl.Date, f, strict=False)) for f in DATE_FORMATS])
 
 
 def _dateutil(text: str) -> date | None:
@@ -50,7 +57,10 @@ def _dateutil(text: str) -> date | None:
         b = dateparser.parse(text, default=datetime(2001, 2, 2))
     except (ValueError, OverflowError, TypeError):
         return None
-    if a != b or a.time() != datetime.min.time():
+    if a != b or a.time() != datetime.min.time() or not 1000 <= a.year <= 9999:
+        return None
+    written = re.findall(r"(?<!\d)\d{4}(?!\d)", text)
+    if written and f"{a.year:04d}" not in written:  # dateutil reads a written 0000 as 2000
         return None
     return date(a.year, a.month, a.day)
 

@@ -10,6 +10,7 @@ per-value cleaning that can be done on whole columns (dates, trims, null tokens)
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -49,6 +50,8 @@ ROW_SCHEMA: dict[str, Any] = {
     "raw": pl.String,
 }
 FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String}
+# A JSON number with a huge exponent or thousands of digits, which jsonb's numeric cannot hold.
+EXTREME_NUMBER = re.compile(rb"[0-9][eE][+-]?[0-9]{4,}|[0-9.]{1000,}")
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,12 @@ def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
         raise Rejected("invalid_timestamp", f"metadata.search_timestamp {value[:60]!r} is not ISO 8601") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=tz)
-    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    try:
+        utc = ts.astimezone(UTC)  # years 1-9999 in UTC too: PostgreSQL has no year 0 or 10000
+    except OverflowError:
+        raise Rejected("invalid_timestamp", f"metadata.search_timestamp {value[:60]!r} is outside years 1-9999"
+                       ) from None
+    delta = utc - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -199,6 +207,8 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
         doc = _strip_nul(doc)
         meta, result, licenses = _shape(doc)
         raw = orjson.dumps(doc).decode()
+    elif EXTREME_NUMBER.search(data):  # PostgreSQL's numeric cannot hold it: keep the parsed value
+        raw = orjson.dumps(doc).decode()
     else:
         raw = data.decode("utf-8")
     name = _required_text(meta, "pharmacy_name")
@@ -255,7 +265,8 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
             rejects.append((rel, "unreadable", f"cannot read the file: {exc.strerror or exc}"))
             continue
         file_ids.append(file_id)
-        sources.append(source.replace("\x00", "") if isinstance(source, str) and source.strip() else None)
+        source = source.replace("\x00", "").strip() if isinstance(source, str) else None
+        sources.append(source or None)
     rows = pl.DataFrame(out.cols, schema=ROW_SCHEMA)
     files = pl.DataFrame({"file_id": file_ids, "source_image": sources}, schema=FILE_SCHEMA)
     return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)

@@ -287,7 +287,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
     rep.reset(attempt)
     if manifest_problem:
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
-    outside = [(rel, "outside_root", "symlink points outside the states folder; not read") for rel in plan.outside]
+    refused = list(plan.refused)
     conn = db.connect(dsn, settings.secrets)
     tx = LoadTransaction(conn, settings.secrets)
     try:
@@ -305,9 +305,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 rep.add_warnings([(str(man.path), "manifest_stale", stale)])
         todo = plan.jsons if settings.full else plan.jsons.join(
             man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
-        rep.files_found = plan.jsons.height + len(outside)
+        rep.files_found = plan.jsons.height + len(refused)
         rep.files_skipped = plan.jsons.height - todo.height
-        rep.add_rejects(outside)
+        rep.add_rejects(refused)
         man.pending, man.phase = load_id, "loading"
         if not settings.dry_run:
             man.save()

@@ -71,3 +71,12 @@ def settings(dsn: str, tmp_path: Path, scrape: Scrape) -> Settings:
 def query(dsn: str, text: str, params: Any = None) -> list[tuple[Any, ...]]:
     with psycopg.connect(dsn) as conn:
         return conn.execute(text, params).fetchall()
+
+
+def manifest_text(path: Path) -> str:
+    """Everything a manifest (Parquet) holds, as text: its header and every string value."""
+    import polars as pl
+
+    table = pl.read_parquet(path)
+    values = [str(v) for col in table.columns if table[col].dtype == pl.String for v in table[col].to_list()]
+    return "\n".join([pl.read_parquet_metadata(path)["pharmload"], *values])

@@ -19,7 +19,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from tests.conftest import query
+from tests.conftest import manifest_text, query
 from tests.scrape import Scrape, document, license_
 
 PASSWORD = "s3cr3t-XYZ"
@@ -326,7 +326,7 @@ def test_password_never_printed_or_written(cli: Cli, dsn: str, secret_dsns: list
     assert run(cli.load("--debug-log", dsn=f"postgresql://nouser:{PASSWORD}@127.0.0.1:1/x")).code == 3
     assert run(cli.load(dsn=f"postgresql://nouser:{PASSWORD}@[::1/x")).code in (2, 3)
 
-    manifests = [p.read_text() for p in (cli.tmp / "manifests").rglob("*") if p.is_file()]
+    manifests = [manifest_text(p) for p in (cli.tmp / "manifests").rglob("*") if p.is_file()]
     stored = [r[0] for r in query(dsn, "SELECT report::text FROM load_runs")]
     assert outputs and manifests and stored
     leaks = [text for text in outputs + manifests + stored if PASSWORD in text]

@@ -45,7 +45,7 @@ def test_plan_finds_parse_json_at_any_depth_in_path_order(tmp_path: Path) -> Non
     assert plan.jsons["path"].to_list() == [str(tmp_path.resolve() / r) for r in plan.jsons["rel"]]
     assert sorted(plan.images["rel"].to_list()) == ["2025-08-03/FL/Belmar_01.png", "2025-08-03/FL/Belmar_table.png",
                                                     "notes.json", "x_parse.json.bak"]
-    assert plan.outside == ()
+    assert plan.refused == ()
 
 
 def test_plan_does_not_index_a_symlink_pointing_outside_the_root(tmp_path: Path) -> None:
@@ -59,7 +59,7 @@ def test_plan_does_not_index_a_symlink_pointing_outside_the_root(tmp_path: Path)
     assert sorted(plan.images["rel"].to_list()) == ["PA/alias.png", "PA/inside.png"]
     assert "PA/Belmar_01.png" not in plan.images["rel"].to_list()
     assert plan.jsons["rel"].to_list() == ["PA/Belmar_01_parse.json"]
-    assert plan.outside == ("PA/Evil_parse.json",)
+    assert [(rel, code) for rel, code, _ in plan.refused] == [("PA/Evil_parse.json", "outside_root")]
 
 
 def test_plan_indexes_configured_image_roots(tmp_path: Path) -> None:
