@@ -15,7 +15,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $(STAMP)
 
 lint: install
@@ -43,6 +43,17 @@ load-local: install
 load-supabase: install
 	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-supabase STATES_DIR=... TAG=..."; exit 2; }
 	$(BIN)/pharmload load --backend supabase --states-dir "$(STATES_DIR)" --tag "$(TAG)"
+
+# Quick profile (~4 min on 2 cores): 515 files @100 KB and 20,000 @20 KB, 3 runs after a warm-up,
+# every contender; the old importer's way only at the smallest size (--skip-slow).
+bench: install
+	$(BIN)/python -m benchmarks.harness --sizes 515:100000,20000:20000 --runs 3 --skip-slow
+
+# Full profile (an hour or more, ~10 GB of corpora in /var/tmp): adds 100,000 files @2 KB, 5 runs, the
+# baseline at every size, and pharmload's peak memory on 1,000,000 files @1 KB (target <= 1 GB; exit 3 if missed).
+bench-full: install
+	$(BIN)/python -m benchmarks.harness --sizes 515:100000,20000:20000,100000:2000 --runs 5 \
+		--memory-check 1000000:1000
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

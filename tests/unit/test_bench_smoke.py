@@ -1,0 +1,54 @@
+"""Smoke test of the benchmark harness: every contender, once, on a 20-file corpus (~10 s).
+
+It starts the harness's own embedded PostgreSQL (in /var/tmp, never under a private home folder),
+so it is the one test in unit/ that needs the server wheel; the benchmark extras (dlt, psutil,
+matplotlib) must be installed, else it is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_sizes_and_contenders_parse() -> None:
+    pytest.importorskip("psutil")  # the harness needs the benchmark extras (pip install -e '.[bench]')
+    from benchmarks.harness import parse_contenders, parse_sizes
+
+    assert parse_sizes("515:100000, 20_000:20000") == [(515, 100_000), (20_000, 20_000)]
+    assert parse_contenders("floor,pharmload,floor") == ["floor", "pharmload"]
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_sizes("515:x")
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_contenders("pharmload,fastest")
+
+
+@pytest.mark.slow
+def test_harness_runs_every_contender_on_a_tiny_corpus(tmp_path: Path) -> None:
+    for module in ("dlt", "psutil", "matplotlib"):
+        pytest.importorskip(module)
+    work = Path(os.environ.get("PHARMLOAD_BENCH_SMOKE_DIR", f"/var/tmp/pharmload-bench-{os.getuid()}-smoke"))
+    cmd = [sys.executable, "-m", "benchmarks.harness", "--sizes", "20:2000", "--runs", "1", "--warmup", "0",
+           "--work-dir", str(work), "--corpus-dir", str(work / "corpus"), "--results-dir", str(tmp_path),
+           "--no-plot"]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [result_file] = tmp_path.glob("bench-*-20x2000.json")
+    result = json.loads(result_file.read_text())
+    rows = {(r["contender"], r["scenario"]): r for r in result["sizes"][0]["rows"]}
+    assert set(rows) == {("pharmload", "first"), ("pharmload", "rerun"), ("pharmload", "incremental"),
+                         ("baseline", "first"), ("dlt", "first"), ("floor", "read"), ("floor", "copy"),
+                         ("floor", "read+copy")}
+    for row in rows.values():
+        assert row["wall_median"] > 0 and row["rss_mb"] > 0 and row["files_per_s"] > 0
+    assert rows[("pharmload", "first")]["x_pharmload_first"] == 1.0
+    assert "| pharmload | first |" in done.stdout
+    assert (tmp_path / result_file.with_suffix(".md").name).is_file()
