@@ -44,8 +44,9 @@ class _Load:
     """One attempt at a load while it runs; `_attempt()` below drives it."""
 
     def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
-                 rep: Report, man: Manifest, store: Store, progress: Progress) -> None:
+                 rep: Report, man: Manifest, store: Store, progress: Progress, lanes: workers.Lanes) -> None:
         self.settings = settings
+        self.lanes = lanes
         self.progress = progress
         self.canon: list[pl.DataFrame] = []
         self.hashes: list[pl.DataFrame] = []
@@ -98,12 +99,17 @@ class _Load:
         self.rep.rows_staged += chunk.rows
         if chunk.canon is not None:
             self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
-        with self.rep.phase("copy"):
-            self.tx.copy_chunk(chunk.rows_csv, chunk.files_csv, file_images)
+        self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
         self.progress.advance(len(chunk.rejects) + chunk.files.height,
                               f"{self.rep.rows_staged} rows staged, {len(self.seen)} screenshots")
-        checkpoint(self.settings, "copying")
         self.drain_hashes(block=False)
+        self.lanes.check()
+
+    def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
+        """On the db lane: COPY one chunk into the staging tables."""
+        with self.rep.phase("copy"):
+            self.tx.copy_chunk(rows_csv, files_csv, file_images)
+        checkpoint(self.settings, "copying")
 
     def hash_images(self, rels: list[str], pool: workers.Pool) -> None:
         """Stage screenshots hashed by an earlier run at once; send the others to the workers."""
@@ -146,12 +152,20 @@ class _Load:
         self.rep.images_referenced += ok["content_hash"].n_unique()
         if self.settings.verify_writes != "off":
             self.hashes.append(ok.select("image_rel", "content_hash"))
+        self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
+
+    def store_and_copy(self, ok: pl.DataFrame) -> None:
+        """On the store lane: put the screenshots into the store, then queue their rows for COPY."""
         failed: dict[str, str] = {}
         if not self.settings.dry_run:
             with self.rep.phase("store"):
                 failed = self.store_images(ok)
+        rows = self.image_rows(ok, failed)
+        self.lanes.submit(self.lanes.db, self.copy_images, rows)
+
+    def copy_images(self, rows: pl.DataFrame) -> None:
         with self.rep.phase("copy"):
-            self.tx.copy_images(self.image_rows(ok, failed))
+            self.tx.copy_images(rows)
 
     def image_rows(self, ok: pl.DataFrame, failed: dict[str, str]) -> pl.DataFrame:
         """image_assets rows; a screenshot whose upload failed is recorded as 'pending'."""
@@ -169,9 +183,9 @@ class _Load:
         todo = distinct.filter(pl.col("content_hash").is_in(list(missing)))
         failed = self.store.put_many(zip(todo["content_hash"], todo["path"], todo["content_type"], strict=True))
         checkpoint(self.settings, "storing")
-        self.rep.images_stored += len(missing) - len(failed)
+        self.rep.count("images_stored", len(missing) - len(failed))
         if failed:
-            self.rep.images_failed += len(failed)
+            self.rep.count("images_failed", len(failed))
             self.rep.add_warnings([(h, "upload_failed", f"screenshot {h[:12]}… not stored ({why}); its rows "
                                     "are loaded and the next run uploads it") for h, why in failed.items()])
         return failed
@@ -311,16 +325,23 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         man.pending, man.phase = load_id, "loading"
         if not settings.dry_run:
             man.save()
-        load = _Load(settings, plan, todo, tx, rep, man, store, progress)
+        lanes = workers.Lanes()
+        load = _Load(settings, plan, todo, tx, rep, man, store, progress, lanes)
         chunks = max(1, -(-todo.height // settings.chunk_files))
         progress.begin("parse", todo.height)
-        with workers.pool(settings.workers if chunks > 1 else 1) as pool:
-            for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
-                                      timer=lambda: rep.phase("parse")):
-                load.take_chunk(chunk, pool)
-                checkpoint(settings, "parsing")
-                _terminate_for_test(settings, tx, dsn, attempt, "copying")
-            load.drain_hashes(block=True)
+        try:
+            with workers.pool(settings.workers if chunks > 1 else 1) as pool:
+                for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
+                                          timer=lambda: rep.phase("parse")):
+                    load.take_chunk(chunk, pool)
+                    checkpoint(settings, "parsing")
+                    if settings.test_terminate_at == "copying":
+                        lanes.drain()
+                    _terminate_for_test(settings, tx, dsn, attempt, "copying")
+                load.drain_hashes(block=True)
+            lanes.drain()
+        finally:
+            lanes.close()
         load.repair_store()
         progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged, "
                       "%d screenshots (%d newly stored)", todo.height, rep.files_skipped, rep.files_rejected,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import orjson
 
 MAX_LISTED = 10
+_LOCK = threading.Lock()  # the store and copy threads report too
 
 
 @dataclass
@@ -67,22 +69,30 @@ class Report:
         try:
             yield
         finally:
-            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+            with _LOCK:
+                self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
 
     def add_rejects(self, rejects: list[tuple[str, str, str]]) -> None:
         """Rejected files as (path relative to the states folder, reason code, detail)."""
-        self.rejects.extend(rejects)
-        counts = Counter(self.rejects_by_reason)
-        counts.update(code for _, code, _ in rejects)
-        self.rejects_by_reason = dict(sorted(counts.items()))
-        self.files_rejected = sum(counts.values())
+        with _LOCK:
+            self.rejects.extend(rejects)
+            counts = Counter(self.rejects_by_reason)
+            counts.update(code for _, code, _ in rejects)
+            self.rejects_by_reason = dict(sorted(counts.items()))
+            self.files_rejected = sum(counts.values())
 
     def add_warnings(self, warnings: list[tuple[str, str, str]]) -> None:
-        counts = Counter(self.warnings_by_kind)
-        counts.update(kind for _, kind, _ in warnings)
-        self.warnings_by_kind = dict(sorted(counts.items()))
-        for rel, kind, detail in warnings[: max(0, MAX_LISTED - len(self.warning_examples))]:
-            self.warning_examples.append({"file": rel, "kind": kind, "detail": detail})
+        with _LOCK:
+            counts = Counter(self.warnings_by_kind)
+            counts.update(kind for _, kind, _ in warnings)
+            self.warnings_by_kind = dict(sorted(counts.items()))
+            for rel, kind, detail in warnings[: max(0, MAX_LISTED - len(self.warning_examples))]:
+                self.warning_examples.append({"file": rel, "kind": kind, "detail": detail})
+
+    def count(self, field_name: str, n: int) -> None:
+        """Add to a counter from any thread."""
+        with _LOCK:
+            setattr(self, field_name, getattr(self, field_name) + n)
 
     def counts(self) -> dict[str, int]:
         """The numbers load_runs keeps."""

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
@@ -117,3 +117,51 @@ def split(rels: list[str], paths: list[str], parts: int) -> list[tuple[list[str]
     parts = max(1, min(parts, n))
     bounds = [n * i // parts for i in range(parts + 1)]
     return [(rels[a:b], paths[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class Lanes:
+    """Two background threads, so that waiting on the database and on the disk overlaps with parsing.
+
+    The `db` lane owns the load's connection while the stream runs (COPYs go out one at a time, in
+    order); the `store` lane puts screenshots into the image store. Both mostly wait in system calls,
+    which release the GIL. A failure in either is raised in the caller at its next `check()`.
+    """
+
+    def __init__(self, max_pending: int = 4) -> None:
+        self.db = ThreadPoolExecutor(1, thread_name_prefix="pharmload-copy")
+        self.store = ThreadPoolExecutor(1, thread_name_prefix="pharmload-store")
+        self.max_pending = max_pending
+        self._futures: deque[Future[Any]] = deque()
+        self._lock = threading.Lock()
+
+    def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
+        fut = lane.submit(fn, *args)
+        with self._lock:
+            self._futures.append(fut)
+
+    def check(self) -> None:
+        """Raise the first failure so far; wait while too much work is queued (bounded memory)."""
+        while True:
+            with self._lock:
+                done = [f for f in self._futures if f.done()]
+                for f in done:
+                    self._futures.remove(f)
+                oldest = self._futures[0] if len(self._futures) > self.max_pending else None
+            for f in done:
+                f.result()
+            if oldest is None:
+                return
+            oldest.result()
+
+    def drain(self) -> None:
+        """Wait for everything queued, including work queued by other queued work."""
+        while True:
+            with self._lock:
+                if not self._futures:
+                    return
+                fut = self._futures.popleft()
+            fut.result()
+
+    def close(self) -> None:
+        self.db.shutdown(wait=True, cancel_futures=True)
+        self.store.shutdown(wait=True, cancel_futures=True)
