@@ -256,22 +256,24 @@ def run(settings: Settings) -> Report:
         progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.images.height,
                       states_dir)
         checkpoint(settings, "planned")
-        path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
-        man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
-        if why:
-            log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
-        load_id = uuid.uuid4().hex
-        store = image_store(settings)
-        attempts = iter(range(1, settings.retries + 1))
-        with database(settings) as dsn:
-            done = db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts), why,
-                                             progress),
-                            attempts=settings.retries, base_delay=settings.retry_delay)
-            if done is not None and settings.verify_writes != "off":
-                with rep.phase("verify"):
-                    rep.verify = _verify(settings, dsn, done, store)
-                progress.note("verify: %s (%d rows, %d screenshots checked)", rep.verify["result"],
-                              rep.verify["checked"], rep.verify["images_checked"])
+        chunks = max(1, -(-plan.jsons.height // settings.chunk_files))
+        with workers.pool(settings.workers if chunks > 1 else 1) as pool:  # starts while we go on
+            path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
+            man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
+            if why:
+                log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
+            load_id = uuid.uuid4().hex
+            store = image_store(settings)
+            attempts = iter(range(1, settings.retries + 1))
+            with database(settings) as dsn:
+                done = db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
+                                                 why, progress, pool),
+                                attempts=settings.retries, base_delay=settings.retry_delay)
+                if done is not None and settings.verify_writes != "off":
+                    with rep.phase("verify"):
+                        rep.verify = _verify(settings, dsn, done, store)
+                    progress.note("verify: %s (%d rows, %d screenshots checked)", rep.verify["result"],
+                                  rep.verify["checked"], rep.verify["images_checked"])
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
     except PharmloadError as exc:
@@ -295,7 +297,8 @@ def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dic
 
 
 def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Store, rep: Report, dsn: str,
-             load_id: str, attempt: int, manifest_problem: str | None, progress: Progress) -> _Committed | None:
+             load_id: str, attempt: int, manifest_problem: str | None, progress: Progress,
+             pool: workers.Pool) -> _Committed | None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
     started = datetime.fromtimestamp(rep.started_at, UTC)
     rep.reset(attempt)
@@ -327,18 +330,16 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             man.save()
         lanes = workers.Lanes()
         load = _Load(settings, plan, todo, tx, rep, man, store, progress, lanes)
-        chunks = max(1, -(-todo.height // settings.chunk_files))
         progress.begin("parse", todo.height)
         try:
-            with workers.pool(settings.workers if chunks > 1 else 1) as pool:
-                for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
-                                          timer=lambda: rep.phase("parse")):
-                    load.take_chunk(chunk, pool)
-                    checkpoint(settings, "parsing")
-                    if settings.test_terminate_at == "copying":
-                        lanes.drain()
-                    _terminate_for_test(settings, tx, dsn, attempt, "copying")
-                load.drain_hashes(block=True)
+            for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
+                                      timer=lambda: rep.phase("parse")):
+                load.take_chunk(chunk, pool)
+                checkpoint(settings, "parsing")
+                if settings.test_terminate_at == "copying":
+                    lanes.drain()
+                _terminate_for_test(settings, tx, dsn, attempt, "copying")
+            load.drain_hashes(block=True)
             lanes.drain()
         finally:
             lanes.close()
