@@ -38,22 +38,19 @@ def rows(states_dir: Path, tag: str, stats: dict[str, int]) -> Iterator[dict[str
     import polars as pl
 
     from benchmarks.floor import iter_clean_chunks
-    from loader import discover, images
+    from loader import images
 
-    hashes: dict[str, str | None] = {}
     for plan, chunk in iter_clean_chunks(states_dir):
         stats["files"] = plan.jsons.height
         stats["rejected"] = stats.get("rejected", 0) + chunk.rejects
-        resolved = discover.resolve_images(chunk.files, plan.images)
-        todo = [r for r in resolved["image_rel"].drop_nulls().unique().to_list() if r not in hashes]
-        if todo:
-            paths = plan.images.filter(pl.col("rel").is_in(todo)).select("rel", "path")
-            hashed = images.hash_images(images.HashTask(paths["rel"].to_list(), paths["path"].to_list()))
-            hashes.update(zip(hashed["image_rel"].to_list(), hashed["content_hash"].to_list(), strict=True))
-        frame = chunk.rows.join(resolved.select("file_id", "image_rel"), on="file_id", how="left")
+        roots = images.Roots(plan.roots, plan.depth)
+        shots, _missing = images.describe_files(chunk.files["file_id"].to_list(),
+                                                chunk.files["source_image"].to_list(),
+                                                chunk.files["rel"].to_list(), roots)
+        frame = chunk.rows.join(shots.select(pl.col("file_order").alias("file_id"), "content_hash"),
+                                on="file_id", how="left")
         for r in frame.iter_rows(named=True):
             stats["rows"] = stats.get("rows", 0) + 1
-            rel = r["image_rel"]
             yield {
                 "dataset_tag": tag,
                 "search_state": r["search_state"],
@@ -65,7 +62,7 @@ def rows(states_dir: Path, tag: str, stats: dict[str, int]) -> Iterator[dict[str
                 "expiration_date": r["expiration_date"],
                 "meta": orjson.loads(r["meta"]),
                 "raw": orjson.loads(r["raw"]),
-                "image_hash": hashes.get(rel) if rel is not None else None,
+                "image_hash": r["content_hash"],
             }
 
 

@@ -1,9 +1,9 @@
-"""Plan a load: every `*_parse.json` below the states folder, and every file a screenshot may be.
+"""Plan a load: every `*_parse.json` below the states folder, fingerprinted, in path order.
 
-A scrape folder is untrusted input, so the plan is also where the "never read outside the allowed
-roots" rule is enforced: a symlink is only followed when its target lies inside the states folder
-or a configured image root, and screenshots are later resolved only against this index, never by
-joining a path taken from a JSON file.
+A scrape folder is untrusted input: a search file whose symlink leads outside the states folder
+(and configured image roots) is refused unread. Screenshots are not indexed here: the workers
+resolve each one with a few stat calls (images.resolve), so a million screenshots cost the plan
+nothing but the depth of the deepest one, which bounds how many trailing parts are tried.
 """
 
 from __future__ import annotations
@@ -22,16 +22,19 @@ class Plan:
     """The files of one load.
 
     `jsons` has one row per search file, in the order that breaks ties (path order): columns
-    file_id, rel, path, size, mtime_ns. `images` has one row per other file that may be referred
-    to as a screenshot: rel (relative to its root), path, size, mtime_ns. `refused` holds search
-    files rejected without being read, as (rel, reason, detail): symlinks leading outside the allowed
-    roots, and names that are not UTF-8 (PostgreSQL and the reports could not hold them).
+    file_id, rel, path, size, mtime_ns. `refused` holds search files rejected without being read, as
+    (rel, reason, detail): symlinks leading outside the allowed roots, and names that are not UTF-8
+    (PostgreSQL and the reports could not hold them). `roots` are the folders screenshots may be
+    found in (the states folder first), `depth` the most path parts any file below them has, and
+    `other_files` how many files besides search files there are.
     """
 
     root: Path
     jsons: pl.DataFrame
-    images: pl.DataFrame
     refused: tuple[tuple[str, str, str], ...]
+    roots: tuple[str, ...]
+    depth: int
+    other_files: int
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:
@@ -46,15 +49,14 @@ class _Columns:
         self.link: list[str | None] = []  # the resolved target of a symlink, else None
         self.size: list[int] = []
         self.mtime_ns: list[int] = []
+        self.depth = 0
+        self.others = 0
 
-    def frame(self, root: str, keep: list[bool] | None = None) -> pl.DataFrame:
+    def frame(self, root: str) -> pl.DataFrame:
         cols = {"rel": self.rel, "link": self.link, "size": self.size, "mtime_ns": self.mtime_ns}
         schema = {"rel": pl.String, "link": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
-        df = pl.DataFrame(cols, schema=schema)
-        if keep is not None:
-            df = df.filter(pl.Series(keep))
-        return df.select("rel", pl.coalesce("link", pl.lit(root + os.sep) + pl.col("rel")).alias("path"),
-                         "size", "mtime_ns")
+        return pl.DataFrame(cols, schema=schema).select(
+            "rel", pl.coalesce("link", pl.lit(root + os.sep) + pl.col("rel")).alias("path"), "size", "mtime_ns")
 
 
 def _utf8(name: str) -> bool:
@@ -66,13 +68,13 @@ def _utf8(name: str) -> bool:
 
 
 def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[tuple[str, str, str]]]:
-    """Every regular file below root (symlinks only when they stay inside the roots), and the
-    search files refused unread."""
+    """Every search file below root (symlinks only when they stay inside the roots), the depth of
+    every other file, and the search files refused unread."""
     found = _Columns()
     refused: list[tuple[str, str, str]] = []
-    stack = [(str(root), "")]
+    stack = [(str(root), "", 1)]
     while stack:
-        folder, prefix = stack.pop()
+        folder, prefix, depth = stack.pop()
         try:
             entries = list(os.scandir(folder))
         except OSError:
@@ -85,14 +87,17 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[tuple[str,
                     refused.append((shown, "unreadable", "file name is not UTF-8; not read"))
                 continue
             if entry.is_dir(follow_symlinks=False):
-                stack.append((entry.path, rel + "/"))
+                stack.append((entry.path, rel + "/", depth + 1))
+                continue
+            if not rel.endswith(JSON_SUFFIX):
+                found.others += 1
+                found.depth = max(found.depth, depth)
                 continue
             link = None
             if entry.is_symlink():
                 link = os.path.realpath(entry.path)
                 if not _inside(link, roots):
-                    if rel.endswith(JSON_SUFFIX):
-                        refused.append((rel, "outside_root", "symlink points outside the states folder; not read"))
+                    refused.append((rel, "outside_root", "symlink points outside the states folder; not read"))
                     continue
             try:
                 if not entry.is_file():
@@ -112,66 +117,15 @@ def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path
     root = states_dir.resolve()
     roots = (str(root), *(str(r.resolve()) for r in image_roots))
     found, refused = _walk(root, roots)
-    is_json = [r.endswith(JSON_SUFFIX) for r in found.rel]
-    jsons = found.frame(str(root), is_json).sort("rel")
-    others = [found.frame(str(root), [not j for j in is_json])]
-    del found, is_json
-    for extra in image_roots:
-        more, _ = _walk(extra.resolve(), roots)
-        others.append(more.frame(str(extra.resolve()), [not r.endswith(JSON_SUFFIX) for r in more.rel]))
+    jsons = found.frame(str(root)).sort("rel")
+    depth, others = found.depth, found.others
+    for extra in roots[1:]:
+        more, _ = _walk(Path(extra), roots)
+        depth, others = max(depth, more.depth), others + more.others
     if single_file is not None:
         wanted = str(single_file.resolve())
         jsons = jsons.filter(pl.col("path").map_elements(os.path.realpath, return_dtype=pl.String) == wanted)
         refused = []
     json_frame = jsons.with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
-    # The states folder wins over an image root holding the same relative path.
-    image_frame = pl.concat(others).unique(subset="rel", keep="first", maintain_order=True)
-    return Plan(root=root, jsons=json_frame, images=image_frame, refused=tuple(sorted(refused)))
-
-
-def resolve_images(files: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
-    """Map each search file to its screenshot's index row, as FORMAT.md says.
-
-    `files` has file_id, rel (the JSON's path relative to the states folder) and source_image
-    (metadata.source_image_file, or null when absent). The screenshot is the indexed file whose
-    relative path is the longest trailing part of source_image; when the field is absent, the
-    JSON's own stem with `.png`. Returns file_id, image_rel (null when nothing resolves), and
-    image_missing (true when a screenshot was expected but not found).
-    """
-    parts = (
-        pl.col("source_image").str.replace_all("\\", "/", literal=True).str.split("/")
-        .list.eval(pl.element().filter((pl.element() != "") & (pl.element() != ".")))
-    )
-    # No indexed path is deeper than this, so longer trailing parts can never match: a hostile
-    # path of 40,000 parts costs no more than a short one.
-    deepest = images["rel"].str.count_matches("/").max() if images.height else 0
-    depth = int(deepest) + 1 if isinstance(deepest, int) else 1
-    cands = files.select(
-        "file_id",
-        pl.when(pl.col("source_image").is_null())
-        .then(pl.concat_list(pl.col("rel").str.slice(0, pl.col("rel").str.len_chars() - len(JSON_SUFFIX))
-                             + ".png"))
-        .otherwise(parts.list.tail(depth)).alias("parts"),
-        pl.col("source_image").is_null().alias("from_stem"),
-    )
-    # Every trailing part of the path, longest first: a/b/c -> a/b/c, b/c, c.
-    exploded = (
-        cands.with_columns(pl.col("parts").list.len().alias("n"))
-        .with_columns(pl.int_ranges(0, pl.col("n")).alias("start"))
-        .explode("start")
-        .filter(pl.col("start").is_not_null())
-        .with_columns(
-            pl.when(pl.col("from_stem")).then(pl.col("parts").list.first())
-            .otherwise(pl.col("parts").list.slice(pl.col("start")).list.join("/")).alias("cand")
-        )
-        .filter(~pl.col("cand").str.contains(r"(^|/)\.\.(/|$)"))
-    )
-    matched = (
-        exploded.join(images.select(pl.col("rel").alias("cand")), on="cand", how="inner")
-        .sort(["file_id", "start"])
-        .group_by("file_id", maintain_order=True)
-        .agg(pl.col("cand").first().alias("image_rel"))
-    )
-    return files.select("file_id").join(matched, on="file_id", how="left").with_columns(
-        pl.col("image_rel").is_null().alias("image_missing")
-    )
+    return Plan(root=root, jsons=json_frame, refused=tuple(sorted(refused)), roots=roots, depth=depth,
+                other_files=others)

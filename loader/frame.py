@@ -162,6 +162,7 @@ class Prepared:
     files_csv: bytes
     rows: int
     canon: pl.DataFrame | None             # for --verify-writes
+    images: pl.DataFrame | None = None     # each file's screenshot (images.IMAGE_SCHEMA)
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
 

@@ -1,5 +1,7 @@
-"""Screenshots: hash them (a worker function) and put each distinct one once into the image store.
+"""Screenshots: find and hash them (worker functions), and put each distinct one once into the store.
 
+A scrape is untrusted input: `resolve` only ever looks below the configured roots, by trailing
+parts of the path the JSON names, and follows a symlink only when its target stays inside them.
 The store is content-addressed (`sha256/ab/cd/<hash>.png`), so storing is idempotent: a file that
 is already there is never written again, and a crash between storing and committing leaves only
 a file the next run reuses.
@@ -13,7 +15,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +25,49 @@ from loader.errors import StorageError
 
 BLOCK = 1 << 20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-HASH_SCHEMA: dict[str, Any] = {
-    "image_rel": pl.String, "content_hash": pl.String, "file_size": pl.Int64,
-    "content_type": pl.String, "width": pl.Int32, "height": pl.Int32, "error": pl.String,
+JSON_SUFFIX = "_parse.json"
+# One row per loaded search file: the screenshot it refers to, with what a later run needs to
+# trust the hash again (size, mtime) and what image_assets records.
+IMAGE_SCHEMA: dict[str, Any] = {
+    "file_order": pl.Int64, "image_rel": pl.String, "path": pl.String, "size": pl.Int64,
+    "mtime_ns": pl.Int64, "content_hash": pl.String, "file_size": pl.Int64, "content_type": pl.String,
+    "width": pl.Int32, "height": pl.Int32, "error": pl.String,
 }
+Known = tuple[int, int, str, int, "str | None", "int | None", "int | None"]  # size, mtime, hash, ...
 
 
 @dataclass(frozen=True)
-class HashTask:
-    rels: list[str]
-    paths: list[str]
+class Roots:
+    """Where screenshots may be: absolute folders (the states folder first), and the deepest path."""
+
+    roots: tuple[str, ...]
+    depth: int
     max_bytes: int = 50 * 1024 * 1024
+    known: dict[str, Known] = field(default_factory=dict)  # rel -> hash facts from an earlier run
+
+
+def _inside(path: str, roots: tuple[str, ...]) -> bool:
+    return any(path == r or path.startswith(r + os.sep) for r in roots)
+
+
+def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
+    """Relative paths to try, longest first, as FORMAT.md says: every trailing part of
+    source_image_file (never one with `..`), or the JSON's own stem when the field is absent."""
+    if source is None:
+        return [json_rel[: -len(JSON_SUFFIX)] + ".png"] if json_rel.endswith(JSON_SUFFIX) else []
+    parts = [p for p in source.replace("\\", "/").split("/") if p not in ("", ".")][-max(depth, 1):]
+    tails = ("/".join(parts[i:]) for i in range(len(parts)))
+    return [t for t in tails if ".." not in t.split("/")]
+
+
+def resolve(source: str | None, json_rel: str, roots: Roots) -> tuple[str, str] | None:
+    """(path relative to its root, absolute path) of the screenshot, or None when nothing matches."""
+    for cand in candidates(source, json_rel, roots.depth):
+        for root in roots.roots:
+            path = os.path.join(root, cand)
+            if os.path.isfile(path) and _inside(os.path.realpath(path), roots.roots):
+                return cand, path
+    return None
 
 
 def sniff(head: bytes) -> tuple[str | None, int | None, int | None]:
@@ -49,36 +83,56 @@ def sniff(head: bytes) -> tuple[str | None, int | None, int | None]:
     return None, None, None
 
 
-def _hash_one(path: str, max_bytes: int) -> tuple[str, int, bytes]:
+def _hash_one(f: Any, max_bytes: int, size: int) -> tuple[str, int, bytes]:
+    if size > max_bytes:
+        raise ValueError(f"larger than the {max_bytes} byte limit")
     h = hashlib.sha256()
-    size = 0
+    total = 0
     head = b""
-    with open(path, "rb", buffering=0) as f:
-        if os.fstat(f.fileno()).st_size > max_bytes:
-            raise ValueError(f"larger than the {max_bytes} byte limit")
-        while block := f.read(BLOCK):
-            if not head:
-                head = block[:64]
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size, head
+    while block := f.read(BLOCK):
+        if not head:
+            head = block[:64]
+        h.update(block)
+        total += len(block)
+    return h.hexdigest(), total, head
 
 
-def hash_images(task: HashTask) -> pl.DataFrame:
-    """SHA-256, size, content type and PNG dimensions of each file, reading each once."""
-    cols: dict[str, list[Any]] = {k: [] for k in HASH_SCHEMA}
-    for rel, path in zip(task.rels, task.paths, strict=True):
-        digest: str | None = None
-        size: int | None = None
-        ctype = width = height = error = None
-        try:
-            digest, size, head = _hash_one(path, task.max_bytes)
-            ctype, width, height = sniff(head)
-        except (OSError, ValueError) as exc:
-            error = getattr(exc, "strerror", None) or str(exc)
-        for key, value in zip(HASH_SCHEMA, (rel, digest, size, ctype, width, height, error), strict=True):
+def describe(rel: str, path: str, roots: Roots) -> tuple[Any, ...]:
+    """(size, mtime_ns, content_hash, file_size, content_type, width, height, error) of one
+    screenshot, read once in large blocks; the hash of an earlier run when size and mtime match."""
+    try:
+        with open(path, "rb", buffering=0) as f:
+            st = os.fstat(f.fileno())
+            known = roots.known.get(rel)
+            if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
+                return (*known, None)
+            digest, total, head = _hash_one(f, roots.max_bytes, st.st_size)
+            return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None)
+    except (OSError, ValueError) as exc:
+        return (None, None, None, None, None, None, None, getattr(exc, "strerror", None) or str(exc))
+
+
+def describe_files(file_ids: list[int], sources: list[str | None], json_rels: list[str], roots: Roots
+                   ) -> tuple[pl.DataFrame, list[tuple[str, str, str]]]:
+    """The screenshot of each search file, and a missing_image warning for each that has none."""
+    cols: dict[str, list[Any]] = {k: [] for k in IMAGE_SCHEMA}
+    warnings: list[tuple[str, str, str]] = []
+    seen: dict[str, tuple[Any, ...]] = {}  # a screenshot shared by several searches is read once
+    for file_id, source, json_rel in zip(file_ids, sources, json_rels, strict=True):
+        found = resolve(source, json_rel, roots)
+        if found is None:
+            shown = source if source is not None else "<stem>.png"
+            warnings.append((json_rel, "missing_image", f"screenshot {shown[:200]} not found under the states "
+                             "folder; loaded without image"))
+            facts: tuple[Any, ...] = (None,) * 10
+        else:
+            rel, path = found
+            if rel not in seen:
+                seen[rel] = describe(rel, path, roots)
+            facts = (rel, path, *seen[rel])
+        for key, value in zip(IMAGE_SCHEMA, (file_id, *facts), strict=True):
             cols[key].append(value)
-    return pl.DataFrame(cols, schema=HASH_SCHEMA)
+    return pl.DataFrame(cols, schema=IMAGE_SCHEMA), warnings
 
 
 def storage_path(content_hash: str) -> str:

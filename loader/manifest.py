@@ -27,10 +27,10 @@ import polars as pl
 from loader.report import write_atomically
 
 log = logging.getLogger("pharmload")
-VERSION = 1
+VERSION = 2
 FILE_SCHEMA: dict[str, Any] = {"rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "state": pl.String}
 IMAGE_SCHEMA: dict[str, Any] = {
-    "image_rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "content_hash": pl.String,
+    "image_rel": pl.String, "path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "content_hash": pl.String,
     "file_size": pl.Int64, "content_type": pl.String, "width": pl.Int32, "height": pl.Int32, "error": pl.String,
 }
 SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
@@ -142,10 +142,14 @@ class Manifest:
         outcomes = outcomes.select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
         self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
 
-    def known_hashes(self, images: pl.DataFrame) -> pl.DataFrame:
-        """Hash rows for the screenshots whose fingerprint (rel, size, mtime) has not changed."""
-        return self.images.join(images.select(pl.col("rel").alias("image_rel"), "size", "mtime_ns"),
-                                on=["image_rel", "size", "mtime_ns"], how="semi")
+    def known_hashes(self, folders: set[str]) -> dict[str, tuple[Any, ...]]:
+        """Hash facts of the screenshots in these folders (rel -> size, mtime, hash, file size, type,
+        width, height), for workers to reuse when size and mtime still match."""
+        rows = self.images.filter(pl.col("error").is_null()).filter(
+            pl.col("image_rel").str.replace(r"/[^/]*$", "").is_in(list(folders))
+            | ~pl.col("image_rel").str.contains("/", literal=True))
+        cols = ("size", "mtime_ns", "content_hash", "file_size", "content_type", "width", "height")
+        return {r[0]: tuple(r[1:]) for r in rows.select("image_rel", *cols).iter_rows()}
 
     def record_hashes(self, hashed: pl.DataFrame) -> None:
         hashed = hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA))

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from loader import frame
+from loader import frame, images
 
 # The 50 states, DC and the inhabited territories.
 STATES = frozenset(
@@ -59,6 +59,7 @@ class ParseTask:
     source_timezone: str = "UTC"
     max_json_bytes: int = 10 * 1024 * 1024
     want_canon: bool = False
+    roots: images.Roots | None = None  # where screenshots are; None: do not look for them
 
 
 @dataclass
@@ -269,10 +270,16 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
 
 
 def parse_and_prepare(task: ParseTask) -> frame.Prepared:
-    """The worker's whole job for a chunk: parse, clean, dedup and serialise for COPY."""
+    """The worker's whole job for a chunk: parse; find and hash each screenshot; clean, dedup and
+    serialise the rows for COPY."""
     chunk = parse_chunk(task)
-    prepared = frame.prepare(chunk.rows, chunk.files, dict(zip(task.file_ids, task.rels, strict=True)),
-                             task.want_canon)
+    rels = dict(zip(task.file_ids, task.rels, strict=True))
+    prepared = frame.prepare(chunk.rows, chunk.files, rels, task.want_canon)
     prepared.rejects = chunk.rejects
     prepared.warnings = chunk.warnings + prepared.warnings
+    if task.roots is not None:
+        ids = chunk.files["file_id"].to_list()
+        prepared.images, missing = images.describe_files(ids, chunk.files["source_image"].to_list(),
+                                                         [rels[i] for i in ids], task.roots)
+        prepared.warnings += missing
     return prepared

@@ -8,7 +8,6 @@ chunk size rather than by the size of the scrape.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -17,7 +16,6 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -46,63 +44,52 @@ class _Load:
     def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
                  rep: Report, man: Manifest, store: Store, progress: Progress, lanes: workers.Lanes) -> None:
         self.settings = settings
-        self.lanes = lanes
-        self.progress = progress
-        self.canon: list[pl.DataFrame] = []
-        self.hashes: list[pl.DataFrame] = []
         self.plan = plan
         self.todo = todo
         self.tx = tx
         self.rep = rep
         self.man = man
         self.store = store
+        self.progress = progress
+        self.lanes = lanes
+        self.canon: list[pl.DataFrame] = []
+        self.hashes: list[pl.DataFrame] = []
         self.seen: set[str] = set()
         self.ok_files: list[int] = []
-        self.pending: list[Future[pl.DataFrame]] = []
-        self.rels = plan.jsons.select("file_id", "rel")
-        self.cached = man.known_hashes(plan.images).filter(pl.col("error").is_null())
 
     def parse_tasks(self) -> Iterator[parse.ParseTask]:
         size = self.settings.chunk_files
         for start in range(0, self.todo.height, size):
             part = self.todo.slice(start, size)
-            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
-                                  rels=part["rel"].to_list(), source_timezone=self.settings.source_timezone,
+            rels = part["rel"].to_list()
+            known = self.man.known_hashes({os.path.dirname(r) for r in rels}) if self.man.images.height else {}
+            roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known)
+            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(), rels=rels,
+                                  source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
-                                  want_canon=self.settings.verify_writes != "off")
+                                  want_canon=self.settings.verify_writes != "off", roots=roots)
 
-    def warn(self, frame_: pl.DataFrame) -> None:
-        """Warnings keyed by file_id, reported with the file's path."""
-        if frame_.height:
-            named = frame_.join(self.rels, on="file_id", how="left")
-            self.rep.add_warnings(list(zip(named["rel"], named["kind"], named["detail"], strict=True)))
-
-    def take_chunk(self, chunk: frame.Prepared, pool: workers.Pool) -> None:
-        """Resolve the chunk's screenshots, send new ones to be hashed, and stage its rows."""
+    def take_chunk(self, chunk: frame.Prepared) -> None:
+        """Stage the chunk's rows, files and screenshot references; store its new screenshots."""
         self.rep.add_rejects(chunk.rejects)
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
-        self.ok_files.extend(chunk.files["file_id"].to_list())
-        with self.rep.phase("resolve"):
-            files = chunk.files.join(self.rels, on="file_id", how="left")
-            resolved = discover.resolve_images(files, self.plan.images)
-            missing = resolved.filter(pl.col("image_missing")).join(files, on="file_id")
-            self.warn(missing.select("file_id", pl.lit("missing_image").alias("kind"), (
-                pl.lit("screenshot ") + pl.col("source_image").fill_null("<stem>.png")
-                + pl.lit(" not found under the states folder; loaded without image")).alias("detail")))
-            fresh = [r for r in resolved["image_rel"].drop_nulls().unique(maintain_order=True).to_list()
-                     if r not in self.seen]
-            self.seen.update(fresh)
-            file_images = resolved.filter(pl.col("image_rel").is_not_null()).select(
-                pl.col("file_id").alias("file_order"), "image_rel")
-        self.hash_images(fresh, pool)
         self.rep.rows_staged += chunk.rows
+        self.ok_files.extend(chunk.files["file_id"].to_list())
+        shots = chunk.images if chunk.images is not None else pl.DataFrame(schema=images.IMAGE_SCHEMA)
+        file_images = shots.filter(pl.col("image_rel").is_not_null()).select("file_order", "image_rel")
         if chunk.canon is not None:
             self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
         self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
+        fresh = shots.filter(pl.col("image_rel").is_not_null() & ~pl.col("image_rel").is_in(list(self.seen))
+                             ).unique(subset="image_rel", keep="first", maintain_order=True)
+        self.seen.update(fresh["image_rel"].to_list())
+        self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
+        self.stage_images(fresh)
+        if not self.settings.dry_run:
+            self.man.save(force=False)
         self.progress.advance(len(chunk.rejects) + chunk.files.height,
                               f"{self.rep.rows_staged} rows staged, {len(self.seen)} screenshots")
-        self.drain_hashes(block=False)
         self.lanes.check()
 
     def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
@@ -111,44 +98,20 @@ class _Load:
             self.tx.copy_chunk(rows_csv, files_csv, file_images)
         checkpoint(self.settings, "copying")
 
-    def hash_images(self, rels: list[str], pool: workers.Pool) -> None:
-        """Stage screenshots hashed by an earlier run at once; send the others to the workers."""
-        if not rels:
-            return
-        known = self.cached.filter(pl.col("image_rel").is_in(rels))
-        if known.height:
-            self.stage_images(known)
-        todo = self.plan.images.filter(pl.col("rel").is_in(rels)).join(
-            known.select(pl.col("image_rel").alias("rel")), on="rel", how="anti")
-        for task in workers.split(todo["rel"].to_list(), todo["path"].to_list(), pool.size):
-            task_ = images.HashTask(*task, max_bytes=self.settings.max_image_bytes)
-            with self.rep.phase("hash") if pool.inline else contextlib.nullcontext():
-                self.pending.append(pool.submit(images.hash_images, task_))
-
-    def drain_hashes(self, block: bool) -> None:
-        """Store and stage the screenshots whose hashes are ready (all of them when block)."""
-        ready = [f for f in self.pending if block or f.done()]
-        self.pending = [f for f in self.pending if f not in ready]
-        for fut in ready:
-            with self.rep.phase("hash"):
-                hashed = fut.result()
-            fingerprints = self.plan.images.select(pl.col("rel").alias("image_rel"), "size", "mtime_ns")
-            self.man.record_hashes(hashed.filter(pl.col("error").is_null()).join(fingerprints, on="image_rel"))
-            self.stage_images(hashed)
-            if not self.settings.dry_run:
-                self.man.save(force=False)
-
-    def stage_images(self, hashed: pl.DataFrame) -> None:
-        bad = hashed.filter(pl.col("error").is_not_null())
+    def stage_images(self, shots: pl.DataFrame) -> None:
+        """Report unreadable and non-PNG screenshots; queue the rest for the store and staging."""
+        bad = shots.filter(pl.col("error").is_not_null())
         if bad.height:
             self.rep.add_warnings([(r, "unreadable_image", f"screenshot {r}: {e}; loaded without image")
                                    for r, e in zip(bad["image_rel"], bad["error"], strict=True)])
-        ok = hashed.filter(pl.col("error").is_null())
+        ok = shots.filter(pl.col("error").is_null())
         odd = ok.filter(pl.col("content_type").fill_null("") != "image/png")
         if odd.height:
             self.rep.add_warnings([(r, "not_a_png", f"screenshot {r} is not a PNG ({t or 'unknown content'}); "
                                     "stored with its real content type") for r, t in
                                    zip(odd["image_rel"], odd["content_type"], strict=True)])
+        if not ok.height:
+            return
         self.rep.images_referenced += ok["content_hash"].n_unique()
         if self.settings.verify_writes != "off":
             self.hashes.append(ok.select("image_rel", "content_hash"))
@@ -177,8 +140,7 @@ class _Load:
 
     def store_images(self, ok: pl.DataFrame) -> dict[str, str]:
         """Put each screenshot not yet in the store into it; returns {hash: reason} of failures."""
-        distinct = ok.unique(subset="content_hash", keep="first").join(
-            self.plan.images.select(pl.col("rel").alias("image_rel"), "path"), on="image_rel")
+        distinct = ok.unique(subset="content_hash", keep="first")
         missing = set(self.store.missing(distinct["content_hash"].to_list()))
         todo = distinct.filter(pl.col("content_hash").is_in(list(missing)))
         failed = self.store.put_many(zip(todo["content_hash"], todo["path"], todo["content_type"], strict=True))
@@ -193,18 +155,19 @@ class _Load:
     def repair_store(self) -> None:
         """Screenshots of skipped (unchanged) files must still be in the store: put back any lost.
 
-        Their rows are staged again too, so that an image_assets row left 'pending' by a failed
-        upload becomes stored.
+        Only a source whose size and mtime still match its recorded hash is used. Their rows are
+        staged again too, so that an image_assets row left 'pending' by a failed upload becomes
+        stored.
         """
-        if self.settings.dry_run:
+        if self.settings.dry_run or not self.man.images.height:
             return
-        rest = self.cached.filter(~pl.col("image_rel").is_in(list(self.seen)))
-        if not rest.height:
-            return
+        rest = self.man.images.filter(pl.col("error").is_null() & ~pl.col("image_rel").is_in(list(self.seen)))
         with self.rep.phase("store"):
             missing = set(self.store.missing(rest["content_hash"].unique().to_list()))
-            if missing:
-                lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
+            lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
+            lost = lost.filter(pl.Series([_unchanged(p, s, m) for p, s, m in
+                                          lost.select("path", "size", "mtime_ns").iter_rows()], dtype=pl.Boolean))
+            if lost.height:
                 failed = self.store_images(lost)
                 with self.rep.phase("copy"):
                     self.tx.copy_images(self.image_rows(lost, failed))
@@ -224,6 +187,15 @@ class _Load:
             "rel", "size", "mtime_ns",
             pl.when(pl.col("file_id").is_in(self.ok_files)).then(pl.lit("pending"))
             .otherwise(pl.lit("rejected")).alias("state"))
+
+
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether a screenshot still has the size and mtime its recorded hash was computed at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
 
 
 def checkpoint(settings: Settings, name: str) -> None:
@@ -253,7 +225,7 @@ def run(settings: Settings) -> Report:
     try:
         with rep.phase("plan"):
             plan = discover.plan(states_dir, settings.image_roots, settings.single_file)
-        progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.images.height,
+        progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.other_files,
                       states_dir)
         checkpoint(settings, "planned")
         chunks = max(1, -(-plan.jsons.height // settings.chunk_files))
@@ -334,12 +306,11 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         try:
             for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
                                       timer=lambda: rep.phase("parse")):
-                load.take_chunk(chunk, pool)
+                load.take_chunk(chunk)
                 checkpoint(settings, "parsing")
                 if settings.test_terminate_at == "copying":
                     lanes.drain()
                 _terminate_for_test(settings, tx, dsn, attempt, "copying")
-            load.drain_hashes(block=True)
             lanes.drain()
         finally:
             lanes.close()

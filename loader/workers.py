@@ -119,14 +119,6 @@ def _ready() -> None:
     """A no-op task that makes the pool start its worker processes."""
 
 
-def split(rels: list[str], paths: list[str], parts: int) -> list[tuple[list[str], list[str]]]:
-    """Cut two parallel lists into at most `parts` contiguous pieces of near-equal length."""
-    n = len(rels)
-    parts = max(1, min(parts, n))
-    bounds = [n * i // parts for i in range(parts + 1)]
-    return [(rels[a:b], paths[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
-
-
 class Lanes:
     """Two background threads, so that waiting on the database and on the disk overlaps with parsing.
 
