@@ -228,12 +228,15 @@ def run(settings: Settings) -> Report:
         progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.other_files,
                       states_dir)
         checkpoint(settings, "planned")
-        chunks = max(1, -(-plan.jsons.height // settings.chunk_files))
-        with workers.pool(settings.workers if chunks > 1 else 1) as pool:  # starts while we go on
-            path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
-            man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
-            if why:
-                log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
+        path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
+        man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
+        if why:
+            log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
+        # Worker processes only pay off for more than one chunk of work; the manifest says how
+        # much there probably is (the database may still void it, and then the work runs in-process).
+        todo = plan.jsons.height if settings.full else plan.jsons.join(
+            man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti").height
+        with workers.pool(settings.workers if todo > settings.chunk_files else 1) as pool:  # starts now
             load_id = uuid.uuid4().hex
             store = image_store(settings)
             attempts = iter(range(1, settings.retries + 1))

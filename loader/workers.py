@@ -8,7 +8,6 @@ pool is running, and preloading keeps worker start-up to a fork.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
 import threading
