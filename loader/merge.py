@@ -102,10 +102,8 @@ class LoadTransaction:
             # Temp tables have no statistics; without them the planner guesses and may nest loops.
             self.conn.execute(db.statement("analyze_staging"))
             images = self.conn.execute(db.statement("upsert_image_assets")).fetchone()
-            params = {"dataset_id": self.dataset_id}
-            empty = self.conn.execute(db.statement("dataset_is_empty"), params).fetchone()
-            merge = "insert_search_results" if empty and empty[0] else "merge_search_results"
-            row = self.conn.execute(db.statement(merge), params).fetchone()
+            row = self.conn.execute(db.statement("merge_search_results"),
+                                    {"dataset_id": self.dataset_id}).fetchone()
         assert row is not None and images is not None
         inserted, updated, distinct = (int(x) for x in row)
         return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
