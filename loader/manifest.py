@@ -56,7 +56,8 @@ class Manifest:
     images: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMAGE_SCHEMA))
     _saved_at: float = 0.0
     _interval: float = SAVE_EVERY
-
+    _new: list[pl.DataFrame] = field(default_factory=list)          # hashes recorded by this run
+    _by_folder: dict[str, pl.DataFrame] | None = None
     @classmethod
     def open(cls, path: Path, states_dir: Path, tag: str, target: str) -> tuple[Manifest, str | None]:
         """The manifest at path, or an empty one and the reason the old one could not be used."""
@@ -91,7 +92,7 @@ class Manifest:
                   "committed": self.committed, "pending": self.pending, "phase": self.phase}
         table = pl.concat([
             self.files.with_columns(pl.lit("file").alias("kind")),
-            self.images.rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind")),
+            self.all_images().rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind")),
         ], how="diagonal")
         buf = io.BytesIO()
         table.write_parquet(buf, metadata={"pharmload": orjson.dumps(header).decode()})
@@ -143,14 +144,32 @@ class Manifest:
         self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
 
     def known_hashes(self, folders: set[str]) -> dict[str, tuple[Any, ...]]:
-        """Hash facts of the screenshots in these folders (rel -> size, mtime, hash, file size, type,
-        width, height), for workers to reuse when size and mtime still match."""
-        rows = self.images.filter(pl.col("error").is_null()).filter(
-            pl.col("image_rel").str.replace(r"/[^/]*$", "").is_in(list(folders))
-            | ~pl.col("image_rel").str.contains("/", literal=True))
+        """Hash facts of earlier runs' screenshots in these folders (rel -> size, mtime, hash, file
+        size, type, width, height), for workers to reuse when size and mtime still match.
+
+        The earlier screenshots are split by folder once, so each chunk's look-up costs its own
+        size, not the size of the whole manifest."""
+        if self._by_folder is None:
+            ok = self.images.filter(pl.col("error").is_null()).with_columns(
+                pl.col("image_rel").str.replace(r"/?[^/]*$", "").alias("folder"))
+            self._by_folder = {str(k[0]): v for k, v in ok.partition_by("folder", as_dict=True).items()}
         cols = ("size", "mtime_ns", "content_hash", "file_size", "content_type", "width", "height")
-        return {r[0]: tuple(r[1:]) for r in rows.select("image_rel", *cols).iter_rows()}
+        found: dict[str, tuple[Any, ...]] = {}
+        for folder in folders:
+            part = self._by_folder.get(folder)
+            if part is not None:
+                found.update((r[0], tuple(r[1:])) for r in part.select("image_rel", *cols).iter_rows())
+        return found
 
     def record_hashes(self, hashed: pl.DataFrame) -> None:
-        hashed = hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA))
-        self.images = pl.concat([self.images.join(hashed, on="image_rel", how="anti"), hashed])
+        """Remember this run's screenshot hashes (merged into the manifest when it is saved)."""
+        if hashed.height:
+            self._new.append(hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)))
+
+    def all_images(self) -> pl.DataFrame:
+        """Earlier runs' screenshots, updated with this run's."""
+        if not self._new:
+            return self.images
+        new = pl.concat(self._new).unique(subset="image_rel", keep="last", maintain_order=True)
+        self._new = [new]
+        return pl.concat([self.images.join(new, on="image_rel", how="anti"), new])

@@ -35,6 +35,7 @@ class MergeCounts:
     updated: int
     unchanged: int
     images_new: int
+    images_distinct: int
 
 
 class LoadTransaction:
@@ -107,7 +108,7 @@ class LoadTransaction:
         assert row is not None and images is not None
         inserted, updated, distinct = (int(x) for x in row)
         return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
-                           images_new=int(images[0]))
+                           images_new=int(images[0]), images_distinct=int(images[1]))
 
     def transaction_time(self) -> datetime:
         """now() of this transaction: the created_at/updated_at of every row the merge writes."""

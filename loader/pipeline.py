@@ -54,8 +54,8 @@ class _Load:
         self.lanes = lanes
         self.canon: list[pl.DataFrame] = []
         self.hashes: list[pl.DataFrame] = []
-        self.seen: set[str] = set()
-        self.ok_files: list[int] = []
+        self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
+        self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
 
     def parse_tasks(self) -> Iterator[parse.ParseTask]:
         size = self.settings.chunk_files
@@ -75,21 +75,23 @@ class _Load:
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
         self.rep.rows_staged += chunk.rows
-        self.ok_files.extend(chunk.files["file_id"].to_list())
+        self.ok_files.append(chunk.files["file_id"])
         shots = chunk.images if chunk.images is not None else pl.DataFrame(schema=images.IMAGE_SCHEMA)
         file_images = shots.filter(pl.col("image_rel").is_not_null()).select("file_order", "image_rel")
         if chunk.canon is not None:
             self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
         self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
-        fresh = shots.filter(pl.col("image_rel").is_not_null() & ~pl.col("image_rel").is_in(list(self.seen))
-                             ).unique(subset="image_rel", keep="first", maintain_order=True)
-        self.seen.update(fresh["image_rel"].to_list())
+        # A screenshot shared with an earlier chunk is staged again; the merge uses one row per
+        # path, and the store already has it: cheaper than a set of every path seen so far.
+        fresh = shots.filter(pl.col("image_rel").is_not_null()).unique(subset="image_rel", keep="first",
+                                                                       maintain_order=True)
+        self.staged.append(fresh["image_rel"])
         self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
         self.stage_images(fresh)
         if not self.settings.dry_run:
             self.man.save(force=False)
         self.progress.advance(len(chunk.rejects) + chunk.files.height,
-                              f"{self.rep.rows_staged} rows staged, {len(self.seen)} screenshots")
+                              f"{self.rep.rows_staged} rows staged")
         self.lanes.check()
 
     def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
@@ -112,7 +114,6 @@ class _Load:
                                    zip(odd["image_rel"], odd["content_type"], strict=True)])
         if not ok.height:
             return
-        self.rep.images_referenced += ok["content_hash"].n_unique()
         if self.settings.verify_writes != "off":
             self.hashes.append(ok.select("image_rel", "content_hash"))
         self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
@@ -161,7 +162,8 @@ class _Load:
         """
         if self.settings.dry_run or not self.man.images.height:
             return
-        rest = self.man.images.filter(pl.col("error").is_null() & ~pl.col("image_rel").is_in(list(self.seen)))
+        staged = pl.concat(self.staged) if self.staged else pl.Series(dtype=pl.String)
+        rest = self.man.images.filter(pl.col("error").is_null() & ~pl.col("image_rel").is_in(staged.implode()))
         with self.rep.phase("store"):
             missing = set(self.store.missing(rest["content_hash"].unique().to_list()))
             lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
@@ -183,9 +185,10 @@ class _Load:
 
     def outcomes(self) -> pl.DataFrame:
         """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
+        loaded = pl.concat(self.ok_files) if self.ok_files else pl.Series(dtype=pl.Int64)
         return self.todo.select(
             "rel", "size", "mtime_ns",
-            pl.when(pl.col("file_id").is_in(self.ok_files)).then(pl.lit("pending"))
+            pl.when(pl.col("file_id").is_in(loaded.implode())).then(pl.lit("pending"))
             .otherwise(pl.lit("rejected")).alias("state"))
 
 
@@ -319,8 +322,8 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             lanes.close()
         load.repair_store()
         progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged, "
-                      "%d screenshots (%d newly stored)", todo.height, rep.files_skipped, rep.files_rejected,
-                      rep.rows_staged, rep.images_referenced, rep.images_stored)
+                      "%d screenshots newly stored", todo.height, rep.files_skipped, rep.files_rejected,
+                      rep.rows_staged, rep.images_stored)
         man.record_files(load.outcomes())
         man.phase = "staged"
         if not settings.dry_run:
@@ -332,6 +335,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             counts = tx.merge()
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
+        rep.images_referenced = counts.images_distinct
         progress.note("merge: %d rows inserted, %d updated, %d unchanged", counts.inserted, counts.updated,
                       counts.unchanged)
         checkpoint(settings, "merged")

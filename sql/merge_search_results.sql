@@ -15,7 +15,8 @@ WITH src AS (
     FROM src
     JOIN stage_files f ON f.file_order = src.file_order
     LEFT JOIN stage_file_images fi ON fi.file_order = src.file_order
-    LEFT JOIN stage_image_assets i ON i.image_rel = fi.image_rel
+    LEFT JOIN (SELECT DISTINCT ON (image_rel) image_rel, content_hash
+               FROM stage_image_assets ORDER BY image_rel) i ON i.image_rel = fi.image_rel
     ON CONFLICT (dataset_id, search_state, search_name, license_number) DO UPDATE SET
         search_ts = excluded.search_ts,
         license_status = excluded.license_status,

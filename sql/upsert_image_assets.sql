@@ -17,4 +17,5 @@ WITH upserted AS (
     WHERE a.storage_type = 'pending' AND excluded.storage_type <> 'pending'
     RETURNING (xmax = 0) AS inserted
 )
-SELECT count(*) FILTER (WHERE inserted) FROM upserted
+SELECT (SELECT count(*) FILTER (WHERE inserted) FROM upserted) AS inserted,
+       (SELECT count(DISTINCT content_hash) FROM stage_image_assets) AS distinct_images
