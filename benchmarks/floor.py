@@ -106,7 +106,7 @@ def iter_clean_chunks(states_dir: Path, chunk_files: int = 2000) -> Iterator[tup
     rels = plan.jsons.select("file_id", "rel")
     for start in range(0, plan.jsons.height, chunk_files):
         part = plan.jsons.slice(start, chunk_files)
-        parsed = parse.parse_chunk(parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(),
+        parsed = parse.parse_chunk(parse.ParseTask(file_ids=part["file_id"].to_list(), paths=plan.paths(part),
                                                    rels=part["rel"].to_list()))
         rows, _warnings = frame.clean(parsed.rows)
         files = parsed.files.join(rels, on="file_id", how="left")

@@ -22,11 +22,13 @@ class Plan:
     """The files of one load.
 
     `jsons` has one row per search file, in the order that breaks ties (path order): columns
-    file_id, rel, path, size, mtime_ns. `refused` holds search files rejected without being read, as
-    (rel, reason, detail): symlinks leading outside the allowed roots, and names that are not UTF-8
-    (PostgreSQL and the reports could not hold them). `roots` are the folders screenshots may be
-    found in (the states folder first), `depth` the most path parts any file below them has, and
-    `other_files` how many files besides search files there are.
+    file_id, rel, link (a symlink's target, else null), size, mtime_ns; `paths()` gives the files
+    to open (kept out of the frame: a million full paths would cost ~100 MB for nothing).
+    `refused` holds search files rejected without being read, as (rel, reason, detail): symlinks
+    leading outside the allowed roots, and names that are not UTF-8 (PostgreSQL and the reports
+    could not hold them). `roots` are the folders screenshots may be found in (the states folder
+    first), `depth` the most path parts any file below them has, and `other_files` how many files
+    besides search files there are.
     """
 
     root: Path
@@ -35,6 +37,11 @@ class Plan:
     roots: tuple[str, ...]
     depth: int
     other_files: int
+
+    def paths(self, part: pl.DataFrame) -> list[str]:
+        """The path to open for each search file of part (a slice of jsons)."""
+        prefix = str(self.root) + os.sep
+        return [link or prefix + rel for rel, link in zip(part["rel"], part["link"], strict=True)]
 
 
 def _inside(path: str, roots: tuple[str, ...]) -> bool:
@@ -52,11 +59,10 @@ class _Columns:
         self.depth = 0
         self.others = 0
 
-    def frame(self, root: str) -> pl.DataFrame:
+    def frame(self) -> pl.DataFrame:
         cols = {"rel": self.rel, "link": self.link, "size": self.size, "mtime_ns": self.mtime_ns}
         schema = {"rel": pl.String, "link": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
-        return pl.DataFrame(cols, schema=schema).select(
-            "rel", pl.coalesce("link", pl.lit(root + os.sep) + pl.col("rel")).alias("path"), "size", "mtime_ns")
+        return pl.DataFrame(cols, schema=schema)
 
 
 def _utf8(name: str) -> bool:
@@ -117,14 +123,16 @@ def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path
     root = states_dir.resolve()
     roots = (str(root), *(str(r.resolve()) for r in image_roots))
     found, refused = _walk(root, roots)
-    jsons = found.frame(str(root)).sort("rel")
     depth, others = found.depth, found.others
+    jsons = found.frame().sort("rel")
+    del found
     for extra in roots[1:]:
         more, _ = _walk(Path(extra), roots)
         depth, others = max(depth, more.depth), others + more.others
     if single_file is not None:
         wanted = str(single_file.resolve())
-        jsons = jsons.filter(pl.col("path").map_elements(os.path.realpath, return_dtype=pl.String) == wanted)
+        paths = pl.coalesce("link", pl.lit(str(root) + os.sep) + pl.col("rel"))
+        jsons = jsons.filter(paths.map_elements(os.path.realpath, return_dtype=pl.String) == wanted)
         refused = []
     json_frame = jsons.with_row_index("file_id").with_columns(pl.col("file_id").cast(pl.Int64))
     return Plan(root=root, jsons=json_frame, refused=tuple(sorted(refused)), roots=roots, depth=depth,

@@ -64,7 +64,7 @@ class _Load:
             rels = part["rel"].to_list()
             known = self.man.known_hashes({os.path.dirname(r) for r in rels}) if self.man.images.height else {}
             roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known)
-            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=part["path"].to_list(), rels=rels,
+            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
                                   want_canon=self.settings.verify_writes != "off", roots=roots)

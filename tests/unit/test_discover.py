@@ -33,7 +33,7 @@ def test_plan_finds_parse_json_at_any_depth_in_path_order(tmp_path: Path) -> Non
     assert plan.jsons["rel"].to_list() == ["2025-08-03/FL/Belmar_01_parse.json", "2025-08-04/PA/Belmar_01_parse.json",
                                            "a/b/c/d/deep_parse.json", "top_parse.json"]
     assert plan.jsons["file_id"].to_list() == [0, 1, 2, 3]
-    assert plan.jsons["path"].to_list() == [str(tmp_path.resolve() / r) for r in plan.jsons["rel"]]
+    assert plan.paths(plan.jsons) == [str(tmp_path.resolve() / r) for r in plan.jsons["rel"]]
     assert (plan.other_files, plan.depth) == (4, 3)  # two PNGs, notes.json, the .bak; deepest: day/state/file
     assert plan.refused == ()
 
