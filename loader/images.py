@@ -156,6 +156,7 @@ class LocalStore:
     """A folder holding one file per distinct screenshot."""
 
     storage_type = "local"
+    partial_failures = False  # a failure fails the load, so image rows need not wait for the store
 
     def __init__(self, root: Path, link: bool = True) -> None:
         self.root = root

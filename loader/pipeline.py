@@ -116,7 +116,12 @@ class _Load:
             return
         if self.settings.verify_writes != "off":
             self.hashes.append(ok.select("image_rel", "content_hash"))
-        self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
+        if self.store.partial_failures:
+            self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
+        else:  # the rows can be staged now; the commit waits for the store instead
+            self.lanes.submit(self.lanes.db, self.copy_images, self.image_rows(ok, {}))
+            if not self.settings.dry_run:
+                self.lanes.submit(self.lanes.store, self.store_only, ok)
 
     def store_and_copy(self, ok: pl.DataFrame) -> None:
         """On the store lane: put the screenshots into the store, then queue their rows for COPY."""
@@ -126,6 +131,10 @@ class _Load:
                 failed = self.store_images(ok)
         rows = self.image_rows(ok, failed)
         self.lanes.submit(self.lanes.db, self.copy_images, rows)
+
+    def store_only(self, ok: pl.DataFrame) -> None:
+        with self.rep.phase("store"):
+            self.store_images(ok)
 
     def copy_images(self, rows: pl.DataFrame) -> None:
         with self.rep.phase("copy"):
@@ -317,22 +326,26 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 if settings.test_terminate_at == "copying":
                     lanes.drain()
                 _terminate_for_test(settings, tx, dsn, attempt, "copying")
-            lanes.drain()
+            if store.partial_failures:
+                lanes.drain()
+            else:
+                lanes.wait_for(lanes.db)  # staging is complete; the store may still be writing
+            load.repair_store()
+            man.record_files(load.outcomes())
+            man.phase = "staged"
+            if not settings.dry_run:
+                man.save()
+            checkpoint(settings, "staged")
+            _terminate_for_test(settings, tx, dsn, attempt, "merging")
+            with rep.phase("merge"):
+                load_ts = tx.transaction_time()
+                counts = tx.merge()
+            lanes.drain()  # every screenshot is in the store before anything commits
         finally:
             lanes.close()
-        load.repair_store()
         progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged, "
                       "%d screenshots newly stored", todo.height, rep.files_skipped, rep.files_rejected,
                       rep.rows_staged, rep.images_stored)
-        man.record_files(load.outcomes())
-        man.phase = "staged"
-        if not settings.dry_run:
-            man.save()
-        checkpoint(settings, "staged")
-        _terminate_for_test(settings, tx, dsn, attempt, "merging")
-        with rep.phase("merge"):
-            load_ts = tx.transaction_time()
-            counts = tx.merge()
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
         rep.images_referenced = counts.images_distinct

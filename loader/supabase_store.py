@@ -48,6 +48,7 @@ class SupabaseStore:
     """A bucket of screenshots; `storage_type` is what image_assets records for them."""
 
     storage_type = "supabase"
+    partial_failures = True  # a failed upload is recorded as 'pending': image rows wait for the store
 
     def __init__(self, url: str, key: str, bucket: str, concurrency: int = 10, attempts: int = 4,
                  base_delay: float = 0.5, timeout: int = 30) -> None:

@@ -152,6 +152,11 @@ class Lanes:
                 return
             oldest.result()
 
+    def wait_for(self, lane: ThreadPoolExecutor) -> None:
+        """Wait until every task queued so far on one lane has run (its thread runs them in order)."""
+        lane.submit(lambda: None).result()
+        self.check()
+
     def drain(self) -> None:
         """Wait for everything queued, including work queued by other queued work."""
         while True:
