@@ -330,6 +330,8 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 lanes.drain()
             else:
                 lanes.wait_for(lanes.db)  # staging is complete; the store may still be writing
+            progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged",
+                          todo.height, rep.files_skipped, rep.files_rejected, rep.rows_staged)
             load.repair_store()
             man.record_files(load.outcomes())
             man.phase = "staged"
@@ -343,14 +345,11 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             lanes.drain()  # every screenshot is in the store before anything commits
         finally:
             lanes.close()
-        progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged, "
-                      "%d screenshots newly stored", todo.height, rep.files_skipped, rep.files_rejected,
-                      rep.rows_staged, rep.images_stored)
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
         rep.images_referenced = counts.images_distinct
-        progress.note("merge: %d rows inserted, %d updated, %d unchanged", counts.inserted, counts.updated,
-                      counts.unchanged)
+        progress.note("merge: %d rows inserted, %d updated, %d unchanged; %d screenshots newly stored",
+                      counts.inserted, counts.updated, counts.unchanged, rep.images_stored)
         checkpoint(settings, "merged")
         if settings.dry_run:
             return None
