@@ -49,6 +49,30 @@ def document(name: str = "Belmar", state: str = "PA", ts: str = "2025-08-03T14:0
     }
 
 
+def without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
+    """A copy of doc with the key at path (e.g. "metadata", "state") removed."""
+    doc = copy.deepcopy(doc)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return doc
+
+
+def with_metadata(**changes: Any) -> dict[str, Any]:
+    """A valid document whose metadata has these changes."""
+    doc = document()
+    doc["metadata"].update(changes)
+    return doc
+
+
+def with_result(**changes: Any) -> dict[str, Any]:
+    """A valid document whose search_result has these changes."""
+    doc = document()
+    doc["search_result"].update(changes)
+    return doc
+
+
 def license_(**changes: Any) -> dict[str, Any]:
     lic = copy.deepcopy(LICENSE)
     lic.update(changes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +12,7 @@ from loader import pipeline
 from loader.report import Report
 from loader.settings import Settings
 from tests.conftest import query
-from tests.scrape import Scrape, document, license_
+from tests.scrape import Scrape, document, license_, with_metadata, with_result, without
 
 GOOD = orjson.dumps(document(name="Good"))
 
@@ -21,27 +20,6 @@ GOOD = orjson.dumps(document(name="Good"))
 @pytest.fixture
 def rsettings(settings: Settings, tmp_path: Path) -> Settings:
     return settings.replace(rejects=tmp_path / "out" / "rejects.jsonl")
-
-
-def _without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
-    doc = copy.deepcopy(doc)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    return doc
-
-
-def _meta(**changes: Any) -> dict[str, Any]:
-    doc = document()
-    doc["metadata"].update(changes)
-    return doc
-
-
-def _result(**changes: Any) -> dict[str, Any]:
-    doc = document()
-    doc["search_result"].update(changes)
-    return doc
 
 
 def _rejects_file(path: Path) -> list[dict[str, Any]]:
@@ -94,17 +72,17 @@ def test_invalid_json(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
 
 def test_invalid_shape(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
     cases: dict[str, Any] = {
-        "no_metadata": _without(document(), "metadata"),
+        "no_metadata": without(document(), "metadata"),
         "metadata_list": {**document(), "metadata": [document()["metadata"]]},
         "metadata_string": {**document(), "metadata": "{}"},
-        "no_search_result": _without(document(), "search_result"),
+        "no_search_result": without(document(), "search_result"),
         "search_result_null": {**document(), "search_result": None},
         "search_result_list": {**document(), "search_result": [license_()]},
-        "licenses_object": _result(licenses=license_()),
-        "licenses_string": _result(licenses="[]"),
-        "license_string": _result(licenses=[license_(), "NP1"]),
-        "license_number": _result(licenses=[1]),
-        "license_list": _result(licenses=[[license_()]]),
+        "licenses_object": with_result(licenses=license_()),
+        "licenses_string": with_result(licenses="[]"),
+        "license_string": with_result(licenses=[license_(), "NP1"]),
+        "license_number": with_result(licenses=[1]),
+        "license_list": with_result(licenses=[[license_()]]),
     }
     rep = _run_cases(rsettings, scrape, dsn, cases)
     assert _codes(rep, rsettings) == dict.fromkeys(cases, "invalid_shape")
@@ -112,14 +90,14 @@ def test_invalid_shape(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
 
 def test_missing_field(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
     cases: dict[str, Any] = {
-        "name_absent": _without(document(), "metadata", "pharmacy_name"),
-        "name_null": _meta(pharmacy_name=None),
-        "name_empty": _meta(pharmacy_name=""),
-        "name_blank": _meta(pharmacy_name=" \t "),
-        "name_nul": _meta(pharmacy_name="\u0000"),
-        "state_absent": _without(document(), "metadata", "state"),
-        "state_null": _meta(state=None),
-        "state_empty": _meta(state=""),
+        "name_absent": without(document(), "metadata", "pharmacy_name"),
+        "name_null": with_metadata(pharmacy_name=None),
+        "name_empty": with_metadata(pharmacy_name=""),
+        "name_blank": with_metadata(pharmacy_name=" \t "),
+        "name_nul": with_metadata(pharmacy_name="\u0000"),
+        "state_absent": without(document(), "metadata", "state"),
+        "state_null": with_metadata(state=None),
+        "state_empty": with_metadata(state=""),
     }
     rep = _run_cases(rsettings, scrape, dsn, cases)
     assert _codes(rep, rsettings) == dict.fromkeys(cases, "missing_field")
@@ -127,12 +105,12 @@ def test_missing_field(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
 
 def test_invalid_state(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
     cases: dict[str, Any] = {
-        "unknown": _meta(state="XX"),
-        "lower_unknown": _meta(state="zz"),
-        "full_name": _meta(state="Pennsylvania"),
-        "province": _meta(state="ON"),
-        "three_letters": _meta(state="PAX"),
-        "dotted": _meta(state="P.A."),
+        "unknown": with_metadata(state="XX"),
+        "lower_unknown": with_metadata(state="zz"),
+        "full_name": with_metadata(state="Pennsylvania"),
+        "province": with_metadata(state="ON"),
+        "three_letters": with_metadata(state="PAX"),
+        "dotted": with_metadata(state="P.A."),
     }
     rep = _run_cases(rsettings, scrape, dsn, cases)
     assert _codes(rep, rsettings) == dict.fromkeys(cases, "invalid_state")
@@ -150,14 +128,14 @@ def test_every_state_and_territory_code_is_accepted(settings: Settings, scrape: 
 
 def test_invalid_timestamp(rsettings: Settings, scrape: Scrape, dsn: str) -> None:
     cases: dict[str, Any] = {
-        "absent": _without(document(), "metadata", "search_timestamp"),
-        "null": _meta(search_timestamp=None),
-        "empty": _meta(search_timestamp=""),
-        "words": _meta(search_timestamp="Sunday afternoon"),
-        "us_style": _meta(search_timestamp="08/03/2025 14:03:15"),
-        "impossible": _meta(search_timestamp="2025-02-30T10:00:00"),
-        "number": _meta(search_timestamp=1754229795),
-        "object": _meta(search_timestamp={"iso": "2025-08-03T14:03:15"}),
+        "absent": without(document(), "metadata", "search_timestamp"),
+        "null": with_metadata(search_timestamp=None),
+        "empty": with_metadata(search_timestamp=""),
+        "words": with_metadata(search_timestamp="Sunday afternoon"),
+        "us_style": with_metadata(search_timestamp="08/03/2025 14:03:15"),
+        "impossible": with_metadata(search_timestamp="2025-02-30T10:00:00"),
+        "number": with_metadata(search_timestamp=1754229795),
+        "object": with_metadata(search_timestamp={"iso": "2025-08-03T14:03:15"}),
     }
     rep = _run_cases(rsettings, scrape, dsn, cases)
     assert _codes(rep, rsettings) == dict.fromkeys(cases, "invalid_timestamp")
@@ -167,9 +145,9 @@ def test_first_code_of_the_table_wins(rsettings: Settings, scrape: Scrape, dsn: 
     cases: dict[str, Any] = {
         "shape_over_missing": {"metadata": {"state": "XX"}, "search_result": {"licenses": {}}},
         "shape_over_all": {"metadata": {}, "search_result": "none"},
-        "missing_over_state": _meta(pharmacy_name="", state="XX", search_timestamp=None),
-        "missing_over_timestamp": _meta(state=None, search_timestamp="never"),
-        "state_over_timestamp": _meta(state="Florida", search_timestamp="never"),
+        "missing_over_state": with_metadata(pharmacy_name="", state="XX", search_timestamp=None),
+        "missing_over_timestamp": with_metadata(state=None, search_timestamp="never"),
+        "state_over_timestamp": with_metadata(state="Florida", search_timestamp="never"),
     }
     rep = _run_cases(rsettings, scrape, dsn, cases)
     assert _codes(rep, rsettings) == {
@@ -235,7 +213,7 @@ def test_every_file_is_accounted_for(rsettings: Settings, scrape: Scrape, tmp_pa
     scrape.search("2025-08-03/PA/Belmar_01", document())
     scrape.search("2025-08-03/FL/Belmar_01", document(state="FL"))
     scrape.raw("2025-08-03/NY/Bad_parse.json", b"{}")
-    scrape.raw("2025-08-03/TX/Bad_parse.json", orjson.dumps(_meta(state="TXX")))
+    scrape.raw("2025-08-03/TX/Bad_parse.json", orjson.dumps(with_metadata(state="TXX")))
 
     rep = pipeline.run(rsettings)
     assert rep.files_found == 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import orjson
 import pytest
 
 from loader import parse
-from tests.scrape import PLACEHOLDER, document, license_
+from tests.scrape import PLACEHOLDER, document, license_, with_metadata, with_result, without
 
 BOM = b"\xef\xbb\xbf"
 
@@ -32,27 +31,6 @@ def _one(tmp_path: Path, doc: Any, tz: str = "UTC") -> parse.ParsedChunk:
     return _chunk(tmp_path, {"2025-08-03/PA/Belmar_01_parse.json": data}, tz)
 
 
-def _without(doc: dict[str, Any], *path: str) -> dict[str, Any]:
-    doc = copy.deepcopy(doc)
-    target = doc
-    for key in path[:-1]:
-        target = target[key]
-    del target[path[-1]]
-    return doc
-
-
-def _meta(**changes: Any) -> dict[str, Any]:
-    doc = document()
-    doc["metadata"].update(changes)
-    return doc
-
-
-def _result(**changes: Any) -> dict[str, Any]:
-    doc = document()
-    doc["search_result"].update(changes)
-    return doc
-
-
 GOOD = orjson.dumps(document())
 REJECTS: list[tuple[str, Any, str]] = [
     ("empty", b"", "invalid_json"),
@@ -66,34 +44,34 @@ REJECTS: list[tuple[str, Any, str]] = [
     ("number", b"42", "invalid_json"),
     ("invalid utf-8", GOOD.replace(b"BELMAR PHARMACY", b"BELMAR \xff\xfe PHARMACY"), "invalid_json"),
     ("bom then empty", BOM, "invalid_json"),
-    ("metadata absent", _without(document(), "metadata"), "invalid_shape"),
+    ("metadata absent", without(document(), "metadata"), "invalid_shape"),
     ("metadata list", {**document(), "metadata": []}, "invalid_shape"),
     ("metadata string", {**document(), "metadata": "PA"}, "invalid_shape"),
     ("metadata null", {**document(), "metadata": None}, "invalid_shape"),
-    ("search_result absent", _without(document(), "search_result"), "invalid_shape"),
+    ("search_result absent", without(document(), "search_result"), "invalid_shape"),
     ("search_result list", {**document(), "search_result": []}, "invalid_shape"),
-    ("licenses object", _result(licenses={"0": license_()}), "invalid_shape"),
-    ("licenses string", _result(licenses="none"), "invalid_shape"),
-    ("license string", _result(licenses=[license_(), "NP1"]), "invalid_shape"),
-    ("license null", _result(licenses=[None]), "invalid_shape"),
-    ("license list", _result(licenses=[[]]), "invalid_shape"),
-    ("name absent", _without(document(), "metadata", "pharmacy_name"), "missing_field"),
-    ("name null", _meta(pharmacy_name=None), "missing_field"),
-    ("name empty", _meta(pharmacy_name=""), "missing_field"),
-    ("name blank", _meta(pharmacy_name="   "), "missing_field"),
-    ("state absent", _without(document(), "metadata", "state"), "missing_field"),
-    ("state null", _meta(state=None), "missing_field"),
-    ("state empty", _meta(state=""), "missing_field"),
-    ("state unknown code", _meta(state="XX"), "invalid_state"),
-    ("state full name", _meta(state="Pennsylvania"), "invalid_state"),
-    ("state lower unknown", _meta(state="zz"), "invalid_state"),
-    ("ts absent", _without(document(), "metadata", "search_timestamp"), "invalid_timestamp"),
-    ("ts null", _meta(search_timestamp=None), "invalid_timestamp"),
-    ("ts empty", _meta(search_timestamp=""), "invalid_timestamp"),
-    ("ts words", _meta(search_timestamp="yesterday afternoon"), "invalid_timestamp"),
-    ("ts us style", _meta(search_timestamp="08/03/2025 14:03:15"), "invalid_timestamp"),
-    ("ts impossible", _meta(search_timestamp="2025-08-03T25:03:15"), "invalid_timestamp"),
-    ("ts number", _meta(search_timestamp=1754229795), "invalid_timestamp"),
+    ("licenses object", with_result(licenses={"0": license_()}), "invalid_shape"),
+    ("licenses string", with_result(licenses="none"), "invalid_shape"),
+    ("license string", with_result(licenses=[license_(), "NP1"]), "invalid_shape"),
+    ("license null", with_result(licenses=[None]), "invalid_shape"),
+    ("license list", with_result(licenses=[[]]), "invalid_shape"),
+    ("name absent", without(document(), "metadata", "pharmacy_name"), "missing_field"),
+    ("name null", with_metadata(pharmacy_name=None), "missing_field"),
+    ("name empty", with_metadata(pharmacy_name=""), "missing_field"),
+    ("name blank", with_metadata(pharmacy_name="   "), "missing_field"),
+    ("state absent", without(document(), "metadata", "state"), "missing_field"),
+    ("state null", with_metadata(state=None), "missing_field"),
+    ("state empty", with_metadata(state=""), "missing_field"),
+    ("state unknown code", with_metadata(state="XX"), "invalid_state"),
+    ("state full name", with_metadata(state="Pennsylvania"), "invalid_state"),
+    ("state lower unknown", with_metadata(state="zz"), "invalid_state"),
+    ("ts absent", without(document(), "metadata", "search_timestamp"), "invalid_timestamp"),
+    ("ts null", with_metadata(search_timestamp=None), "invalid_timestamp"),
+    ("ts empty", with_metadata(search_timestamp=""), "invalid_timestamp"),
+    ("ts words", with_metadata(search_timestamp="yesterday afternoon"), "invalid_timestamp"),
+    ("ts us style", with_metadata(search_timestamp="08/03/2025 14:03:15"), "invalid_timestamp"),
+    ("ts impossible", with_metadata(search_timestamp="2025-08-03T25:03:15"), "invalid_timestamp"),
+    ("ts number", with_metadata(search_timestamp=1754229795), "invalid_timestamp"),
 ]
 
 
@@ -110,9 +88,9 @@ FIRST_CODE_WINS: list[tuple[str, dict[str, Any], str]] = [
     ("shape before missing", {"metadata": {"state": "PA"}, "search_result": {"licenses": "x"}}, "invalid_shape"),
     ("shape before state", {"metadata": {"pharmacy_name": "B", "state": "XX"}, "search_result": []},
      "invalid_shape"),
-    ("missing before state", _meta(pharmacy_name=None, state="XX"), "missing_field"),
-    ("missing before timestamp", _meta(state=None, search_timestamp="nope"), "missing_field"),
-    ("state before timestamp", _meta(state="XX", search_timestamp=None), "invalid_state"),
+    ("missing before state", with_metadata(pharmacy_name=None, state="XX"), "missing_field"),
+    ("missing before timestamp", with_metadata(state=None, search_timestamp="nope"), "missing_field"),
+    ("state before timestamp", with_metadata(state="XX", search_timestamp=None), "invalid_state"),
 ]
 
 
