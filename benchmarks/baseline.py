@@ -43,6 +43,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from loader import db
+from loader.parse import strip_nul  # the same NUL rule; the rest of the cleaning is per value, the old way
 
 JSON_SUFFIX = "_parse.json"
 MAX_JSON_BYTES = 10 * 1024 * 1024
@@ -105,16 +106,6 @@ class Stats:
 # --------------------------------------------------------------------------------------------
 # Per-value cleaning (the old importer's _clean_date_field and friends), FORMAT.md's rules
 # --------------------------------------------------------------------------------------------
-
-
-def strip_nul(value: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [strip_nul(v) for v in value]
-    return value
 
 
 def as_text(value: Any) -> str | None:

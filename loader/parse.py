@@ -79,14 +79,14 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def _strip_nul(value: Any) -> Any:
+def strip_nul(value: Any) -> Any:
     """Remove NUL characters everywhere: PostgreSQL text and JSONB cannot hold them."""
     if isinstance(value, str):
         return value.replace("\x00", "")
     if isinstance(value, dict):
-        return {_strip_nul(k): _strip_nul(v) for k, v in value.items()}
+        return {strip_nul(k): strip_nul(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_strip_nul(v) for v in value]
+        return [strip_nul(v) for v in value]
     return value
 
 
@@ -165,7 +165,7 @@ def _licenses_with_exact_numbers(data: bytes) -> list[dict[str, Any]]:
     """Licenses re-read keeping numbers as their text: orjson turns integers past 64 bits into floats,
     and a license number must be stored exactly as written."""
     doc = json.loads(data, parse_int=str, parse_float=str)
-    return [lic for lic in _shape(_strip_nul(doc))[2]]
+    return [lic for lic in _shape(strip_nul(doc))[2]]
 
 
 def _is_placeholder(lic: dict[str, Any]) -> bool:
@@ -202,7 +202,7 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
               warnings: list[tuple[str, str, str]]) -> Any:
     meta, result, licenses = _shape(doc)
     if b"\\u0000" in data:
-        doc = _strip_nul(doc)
+        doc = strip_nul(doc)
         meta, result, licenses = _shape(doc)
     # raw is written from the parsed document, not copied from the file: that costs ~2 µs and
     # guarantees jsonb can hold it (a number like 1e-16384 is valid JSON but not a numeric).
@@ -215,7 +215,7 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
     status = (_field(result, "result_status", rel, warnings) or "").replace("\x00", "").strip() or None
     if any(isinstance(lic.get("license_number"), float) for lic in licenses):
         licenses = _licenses_with_exact_numbers(data)
-        raw = json.dumps(_strip_nul(json.loads(data)), ensure_ascii=False)  # integers past 64 bits, exactly
+        raw = json.dumps(strip_nul(json.loads(data)), ensure_ascii=False)  # integers past 64 bits, exactly
     common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts,
               "meta": orjson.dumps(meta).decode(), "raw": raw}
     real = [lic for lic in licenses if not _is_placeholder(lic)]
