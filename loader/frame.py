@@ -26,6 +26,8 @@ ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_t
                "license_status", "license_name", "license_type", "address", "city", "state", "zip",
                "issue_date", "expiration_date", "result_status")
 FILE_COLUMNS = ("file_order", "meta", "raw")
+# What --verify-writes compares with the database (sql/create_verify_expected.sql).
+EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}
 
 

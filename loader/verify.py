@@ -15,10 +15,9 @@ import polars as pl
 import psycopg
 
 from loader import db
-from loader.frame import to_csv
+from loader.frame import EXPECTED_COLUMNS, to_csv
 from loader.images import BLOCK
 
-EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 MAX_LISTED = 50
 
 

@@ -1,0 +1,203 @@
+"""What happens to each chunk of a load as it arrives from the workers.
+
+The rows, files and screenshot references go to the staging tables on the `db` lane; new
+screenshots go into the image store on the `store` lane; the manifest learns their hashes. The
+order of the stages themselves stays in pipeline.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from loader import discover, frame, images, parse, workers
+from loader.manifest import Manifest
+from loader.progress import Progress
+from loader.report import Report
+from loader.settings import Settings
+
+if TYPE_CHECKING:
+    from loader.backend import Store
+    from loader.merge import LoadTransaction
+
+
+class ChunkStream:
+    """One attempt's chunks as they arrive: stage them, store their screenshots; pipeline drives it."""
+
+    def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
+                 rep: Report, man: Manifest, store: Store, progress: Progress, lanes: workers.Lanes) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.todo = todo
+        self.tx = tx
+        self.rep = rep
+        self.man = man
+        self.store = store
+        self.progress = progress
+        self.lanes = lanes
+        self.canon: list[pl.DataFrame] = []
+        self.hashes: list[pl.DataFrame] = []
+        self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
+        self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
+
+    def parse_tasks(self) -> Iterator[parse.ParseTask]:
+        size = self.settings.chunk_files
+        for start in range(0, self.todo.height, size):
+            part = self.todo.slice(start, size)
+            rels = part["rel"].to_list()
+            known = self.man.known_hashes({os.path.dirname(r) for r in rels}) if self.man.images.height else {}
+            roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known)
+            yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
+                                  source_timezone=self.settings.source_timezone,
+                                  max_json_bytes=self.settings.max_json_bytes,
+                                  want_canon=self.settings.verify_writes != "off", roots=roots)
+
+    def take_chunk(self, chunk: frame.Prepared) -> None:
+        """Stage the chunk's rows, files and screenshot references; store its new screenshots."""
+        self.rep.add_rejects(chunk.rejects)
+        self.rep.add_warnings(chunk.warnings)
+        self.rep.files_loaded += chunk.files.height
+        self.rep.rows_staged += chunk.rows
+        self.ok_files.append(chunk.files["file_id"])
+        shots = chunk.images if chunk.images is not None else pl.DataFrame(schema=images.IMAGE_SCHEMA)
+        file_images = shots.filter(pl.col("image_rel").is_not_null()).select("file_order", "image_rel")
+        if chunk.canon is not None:
+            self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
+        self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
+        # A screenshot shared with an earlier chunk is staged again; the merge uses one row per
+        # path, and the store already has it: cheaper than a set of every path seen so far.
+        fresh = shots.filter(pl.col("image_rel").is_not_null()).unique(subset="image_rel", keep="first",
+                                                                       maintain_order=True)
+        self.staged.append(fresh["image_rel"])
+        self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
+        self.stage_images(fresh)
+        if not self.settings.dry_run:
+            self.man.save(force=False)
+        self.progress.advance(len(chunk.rejects) + chunk.files.height,
+                              f"{self.rep.rows_staged} rows staged")
+        self.lanes.check()
+
+    def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
+        """On the db lane: COPY one chunk into the staging tables."""
+        with self.rep.phase("copy"):
+            self.tx.copy_chunk(rows_csv, files_csv, file_images)
+        checkpoint(self.settings, "copying")
+
+    def stage_images(self, shots: pl.DataFrame) -> None:
+        """Report unreadable and non-PNG screenshots; queue the rest for the store and staging."""
+        bad = shots.filter(pl.col("error").is_not_null())
+        if bad.height:
+            self.rep.add_warnings([(r, "unreadable_image", f"screenshot {r}: {e}; loaded without image")
+                                   for r, e in zip(bad["image_rel"], bad["error"], strict=True)])
+        ok = shots.filter(pl.col("error").is_null())
+        odd = ok.filter(pl.col("content_type").fill_null("") != "image/png")
+        if odd.height:
+            self.rep.add_warnings([(r, "not_a_png", f"screenshot {r} is not a PNG ({t or 'unknown content'}); "
+                                    "stored with its real content type") for r, t in
+                                   zip(odd["image_rel"], odd["content_type"], strict=True)])
+        if not ok.height:
+            return
+        if self.settings.verify_writes != "off":
+            self.hashes.append(ok.select("image_rel", "content_hash"))
+        if self.store.partial_failures:
+            self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
+        else:  # the rows can be staged now; the commit waits for the store instead
+            self.lanes.submit(self.lanes.db, self.copy_images, self.image_rows(ok, {}))
+            if not self.settings.dry_run:
+                self.lanes.submit(self.lanes.store, self.store_only, ok)
+
+    def store_and_copy(self, ok: pl.DataFrame) -> None:
+        """On the store lane: put the screenshots into the store, then queue their rows for COPY."""
+        failed: dict[str, str] = {}
+        if not self.settings.dry_run:
+            with self.rep.phase("store"):
+                failed = self.store_images(ok)
+        rows = self.image_rows(ok, failed)
+        self.lanes.submit(self.lanes.db, self.copy_images, rows)
+
+    def store_only(self, ok: pl.DataFrame) -> None:
+        with self.rep.phase("store"):
+            self.store_images(ok)
+
+    def copy_images(self, rows: pl.DataFrame) -> None:
+        with self.rep.phase("copy"):
+            self.tx.copy_images(rows)
+
+    def image_rows(self, ok: pl.DataFrame, failed: dict[str, str]) -> pl.DataFrame:
+        """image_assets rows; a screenshot whose upload failed is recorded as 'pending'."""
+        return ok.with_columns(
+            pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
+            pl.when(pl.col("content_hash").is_in(list(failed))).then(pl.lit("pending"))
+            .otherwise(pl.lit(self.store.storage_type)).alias("storage_type"),
+        )
+
+    def store_images(self, ok: pl.DataFrame) -> dict[str, str]:
+        """Put each screenshot not yet in the store into it; returns {hash: reason} of failures."""
+        distinct = ok.unique(subset="content_hash", keep="first")
+        missing = set(self.store.missing(distinct["content_hash"].to_list()))
+        todo = distinct.filter(pl.col("content_hash").is_in(list(missing)))
+        failed = self.store.put_many(zip(todo["content_hash"], todo["path"], todo["content_type"], strict=True))
+        checkpoint(self.settings, "storing")
+        self.rep.count("images_stored", len(missing) - len(failed))
+        if failed:
+            self.rep.count("images_failed", len(failed))
+            self.rep.add_warnings([(h, "upload_failed", f"screenshot {h[:12]}… not stored ({why}); its rows "
+                                    "are loaded and the next run uploads it") for h, why in failed.items()])
+        return failed
+
+    def repair_store(self) -> None:
+        """Screenshots of skipped (unchanged) files must still be in the store: put back any lost.
+
+        Only a source whose size and mtime still match its recorded hash is used. Their rows are
+        staged again too, so that an image_assets row left 'pending' by a failed upload becomes
+        stored.
+        """
+        if self.settings.dry_run or not self.man.images.height:
+            return
+        staged = pl.concat(self.staged) if self.staged else pl.Series(dtype=pl.String)
+        rest = self.man.images.filter(pl.col("error").is_null() & ~pl.col("image_rel").is_in(staged.implode()))
+        with self.rep.phase("store"):
+            missing = set(self.store.missing(rest["content_hash"].unique().to_list()))
+            lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
+            lost = lost.filter(pl.Series([_unchanged(p, s, m) for p, s, m in
+                                          lost.select("path", "size", "mtime_ns").iter_rows()], dtype=pl.Boolean))
+            if lost.height:
+                failed = self.store_images(lost)
+                with self.rep.phase("copy"):
+                    self.tx.copy_images(self.image_rows(lost, failed))
+
+    def expected(self) -> pl.DataFrame:
+        """For --verify-writes: the row per key this load meant to write, with its content hash."""
+        schema = pl.Schema({"image_rel": pl.String, "content_hash": pl.String})
+        hashes = pl.concat([h.cast(schema) for h in self.hashes]) if self.hashes else pl.DataFrame(schema=schema)
+        canon = pl.concat(self.canon) if self.canon else None
+        if canon is None:
+            return pl.DataFrame(schema=dict.fromkeys(frame.EXPECTED_COLUMNS, pl.String))
+        return frame.expected_rows(canon, hashes.unique(subset="image_rel"))
+
+    def outcomes(self) -> pl.DataFrame:
+        """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
+        loaded = pl.concat(self.ok_files) if self.ok_files else pl.Series(dtype=pl.Int64)
+        return self.todo.select(
+            "rel", "size", "mtime_ns",
+            pl.when(pl.col("file_id").is_in(loaded.implode())).then(pl.lit("pending"))
+            .otherwise(pl.lit("rejected")).alias("state"))
+
+
+def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
+    """Whether a screenshot still has the size and mtime its recorded hash was computed at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return (st.st_size, st.st_mtime_ns) == (size, mtime_ns)
+
+
+def checkpoint(settings: Settings, name: str) -> None:
+    """Test-only: die here (SIGKILL, no clean-up at all) when the settings name this point."""
+    if settings.test_kill_at == name:
+        os.kill(os.getpid(), signal.SIGKILL)
