@@ -167,46 +167,55 @@ class LocalStore:
         root = str(self.root)
         return [h for h in hashes if not os.path.isfile(os.path.join(root, storage_path(h)))]
 
-    def put(self, content_hash: str, src: str) -> None:
-        """Hard-link the screenshot into the store (copy when across file systems, or when link is off).
+    def put(self, content_hash: str, src: str) -> bool:
+        """Hard-link the screenshot into the store (copy when across file systems, or when link is
+        off); True when it was not there yet.
 
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
         change the stored bytes too. `--image-link copy` trades speed for a store nothing can touch.
         The folder is created only when the first attempt finds it missing: one system call per
-        screenshot in the common case.
+        screenshot in the common case, two or three for the first in its folder.
         """
         dst = os.path.join(str(self.root), storage_path(content_hash))
         try:
             try:
-                self._place(src, dst)
+                return self._place(src, dst)
             except FileNotFoundError:
-                os.makedirs(os.path.dirname(dst), exist_ok=True)
-                self._place(src, dst)
+                folder = os.path.dirname(dst)
+                try:
+                    os.mkdir(folder)
+                except FileNotFoundError:
+                    os.makedirs(folder, exist_ok=True)
+                except FileExistsError:
+                    pass
+                return self._place(src, dst)
         except OSError as exc:
             raise StorageError(f"cannot store screenshot {src} in {self.root}: {exc.strerror or exc}") from exc
 
-    def _place(self, src: str, dst: str) -> None:
+    def _place(self, src: str, dst: str) -> bool:
         if not self.link:
-            if not os.path.exists(dst):
-                if not os.path.isdir(os.path.dirname(dst)):
-                    raise FileNotFoundError(dst)
-                _copy_atomically(src, Path(dst))
-            return
+            if os.path.exists(dst):
+                return False
+            if not os.path.isdir(os.path.dirname(dst)):
+                raise FileNotFoundError(dst)
+            _copy_atomically(src, Path(dst))
+            return True
         try:
             os.link(src, dst)
         except FileExistsError:
-            return
+            return False
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            if not os.path.exists(dst):
-                _copy_atomically(src, Path(dst))
+            if os.path.exists(dst):
+                return False
+            _copy_atomically(src, Path(dst))
+        return True
 
-    def put_many(self, items: Iterable[tuple[str, str, str | None]]) -> dict[str, str]:
-        """Store (hash, source path, content type) items; a local failure (disk full) fails the load."""
-        for content_hash, src, _ in items:
-            self.put(content_hash, src)
-        return {}
+    def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:
+        """Store (hash, source path, content type) items: (how many were new, {}); a local failure
+        (disk full) fails the load instead of being reported per screenshot."""
+        return sum(self.put(content_hash, src) for content_hash, src, _ in items), {}
 
     def sizes(self, hashes: list[str]) -> dict[str, int]:
         """Size of each stored screenshot; absent ones are left out."""

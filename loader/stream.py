@@ -138,11 +138,10 @@ class ChunkStream:
     def store_images(self, ok: pl.DataFrame) -> dict[str, str]:
         """Put each screenshot not yet in the store into it; returns {hash: reason} of failures."""
         distinct = ok.unique(subset="content_hash", keep="first")
-        missing = set(self.store.missing(distinct["content_hash"].to_list()))
-        todo = distinct.filter(pl.col("content_hash").is_in(list(missing)))
-        failed = self.store.put_many(zip(todo["content_hash"], todo["path"], todo["content_type"], strict=True))
+        stored, failed = self.store.store_many(
+            zip(distinct["content_hash"], distinct["path"], distinct["content_type"], strict=True))
         checkpoint(self.settings, "storing")
-        self.rep.count("images_stored", len(missing) - len(failed))
+        self.rep.count("images_stored", stored)
         if failed:
             self.rep.count("images_failed", len(failed))
             self.rep.add_warnings([(h, "upload_failed", f"screenshot {h[:12]}… not stored ({why}); its rows "

@@ -136,8 +136,12 @@ class SupabaseStore:
             assert self._known is not None
             self._known.add(storage_path(content_hash))
 
-    def put_many(self, items: Iterable[tuple[str, str, str | None]]) -> dict[str, str]:
-        """Upload (hash, source path, content type) items; returns {hash: reason} for failures."""
+    def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:
+        """Upload the items (hash, source path, content type) the bucket lacks: (how many were
+        uploaded, {hash: reason} for those that failed after the retries)."""
+        todo = list(items)
+        missing = set(self.missing([h for h, _, _ in todo]))
+        todo = [item for item in todo if item[0] in missing]
         failed: dict[str, str] = {}
 
         def one(item: tuple[str, str, str | None]) -> None:
@@ -147,8 +151,8 @@ class SupabaseStore:
                 failed[item[0]] = f"{type(exc).__name__}: {str(exc)[:160]}"
 
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pharmload-upload") as pool:
-            list(pool.map(one, items))
-        return failed
+            list(pool.map(one, todo))
+        return len(todo) - len(failed), failed
 
     def sizes(self, hashes: list[str]) -> dict[str, int]:
         """Size of each stored screenshot, from one fresh bulk listing; absent ones are left out."""
