@@ -169,8 +169,7 @@ def write_stage_csvs(states_dir: Path, out_dir: Path) -> dict[str, Any]:
         if missing:
             raise RuntimeError(f"{name}: pharmload's cleaned rows have no column(s) {missing}")
         csv = out_dir / f"{table}.csv"
-        source.select(columns).write_csv(csv, include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%:z",
-                                         date_format="%Y-%m-%d")
+        csv.write_bytes(frame.to_csv(source, tuple(columns)))
         plan["tables"][table] = {"file": name, "columns": columns, "csv": str(csv), "rows": source.height}
     (out_dir / "stage.json").write_text(json.dumps(plan, indent=1), encoding="utf-8")
     return plan

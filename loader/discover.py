@@ -44,7 +44,8 @@ class Plan:
         return [link or prefix + rel for rel, link in zip(part["rel"], part["link"], strict=True)]
 
 
-def _inside(path: str, roots: tuple[str, ...]) -> bool:
+def inside(path: str, roots: tuple[str, ...]) -> bool:
+    """Whether path (resolved) lies in one of the roots."""
     return any(path == r or path.startswith(r + os.sep) for r in roots)
 
 
@@ -102,7 +103,7 @@ def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[tuple[str,
             link = None
             if entry.is_symlink():
                 link = os.path.realpath(entry.path)
-                if not _inside(link, roots):
+                if not inside(link, roots):
                     refused.append((rel, "outside_root", "symlink points outside the states folder; not read"))
                     continue
             try:

@@ -21,11 +21,11 @@ from typing import Any
 
 import polars as pl
 
+from loader.discover import JSON_SUFFIX, inside
 from loader.errors import StorageError
 
 BLOCK = 1 << 20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-JSON_SUFFIX = "_parse.json"
 # One row per loaded search file: the screenshot it refers to, with what a later run needs to
 # trust the hash again (size, mtime) and what image_assets records.
 IMAGE_SCHEMA: dict[str, Any] = {
@@ -46,10 +46,6 @@ class Roots:
     known: dict[str, Known] = field(default_factory=dict)  # rel -> hash facts from an earlier run
 
 
-def _inside(path: str, roots: tuple[str, ...]) -> bool:
-    return any(path == r or path.startswith(r + os.sep) for r in roots)
-
-
 def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
     """Relative paths to try, longest first, as FORMAT.md says: every trailing part of
     source_image_file (never one with `..`), or the JSON's own stem when the field is absent."""
@@ -65,7 +61,7 @@ def resolve(source: str | None, json_rel: str, roots: Roots) -> tuple[str, str] 
     for cand in candidates(source, json_rel, roots.depth):
         for root in roots.roots:
             path = os.path.join(root, cand)
-            if os.path.isfile(path) and _inside(os.path.realpath(path), roots.roots):
+            if os.path.isfile(path) and inside(os.path.realpath(path), roots.roots):
                 return cand, path
     return None
 
