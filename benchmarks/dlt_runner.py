@@ -51,6 +51,7 @@ def rows(states_dir: Path, tag: str, stats: dict[str, int]) -> Iterator[dict[str
                                 on="file_id", how="left")
         for r in frame.iter_rows(named=True):
             stats["rows"] = stats.get("rows", 0) + 1
+            doc = orjson.loads(r["raw"])
             yield {
                 "dataset_tag": tag,
                 "search_state": r["search_state"],
@@ -60,8 +61,8 @@ def rows(states_dir: Path, tag: str, stats: dict[str, int]) -> Iterator[dict[str
                 **{c: r[c] for c in TEXT},
                 "issue_date": r["issue_date"],
                 "expiration_date": r["expiration_date"],
-                "meta": orjson.loads(r["meta"]),
-                "raw": orjson.loads(r["raw"]),
+                "meta": doc["metadata"],
+                "raw": doc,
                 "image_hash": r["content_hash"],
             }
 

@@ -93,7 +93,7 @@ def read_all(root: Path, workers: int = 2) -> dict[str, int]:
 class CleanChunk:
     """One chunk of search files after pharmload's parse and clean (before newest-per-key)."""
 
-    rows: pl.DataFrame  # frame.clean() output: file_id, lic_idx, key, text, dates, search_ts, meta, raw
+    rows: pl.DataFrame  # frame.clean() output: file_id, lic_idx, key, text, dates, search_ts, raw
     files: pl.DataFrame  # file_id, rel, source_image of the files that loaded
     rejects: int
 
@@ -140,7 +140,7 @@ def write_stage_csvs(states_dir: Path, out_dir: Path) -> dict[str, Any]:
     """The final rows of a first load of states_dir, as CSV for each staging table the merge reads.
 
     Rows are pharmload's parse + clean + newest-per-key; a table with ``lic_idx`` gets them, a table
-    of ``file_order``/``meta``/``raw`` gets each winning row's file; the screenshot tables stay empty
+    of ``file_order``/``raw`` gets each winning row's file; the screenshot tables stay empty
     (the merged rows then have a NULL image_hash). Returns (and writes as stage.json) the plan:
     table -> columns and CSV file (None = left empty).
     """

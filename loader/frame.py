@@ -25,7 +25,7 @@ KEY = ("search_state", "search_name", "license_number")
 ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
                "license_status", "license_name", "license_type", "address", "city", "state", "zip",
                "issue_date", "expiration_date", "result_status")
-FILE_COLUMNS = ("file_order", "meta", "raw")
+FILE_COLUMNS = ("file_order", "raw")
 # What --verify-writes compares with the database (sql/create_verify_expected.sql).
 EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}
@@ -173,7 +173,8 @@ def prepare(rows: pl.DataFrame, files: pl.DataFrame, rels: dict[int, str], want_
     """Clean, keep the newest row per key within the chunk, and serialise rows and files for COPY."""
     cleaned, warned = clean(rows)
     best = newest_per_key(cleaned).rename({"file_id": "file_order"})
-    per_file = cleaned.unique(subset="file_id", keep="first").sort("file_id").rename({"file_id": "file_order"})
+    # A file none of whose rows survived cannot win the merge: its JSON (most of the bytes) stays home.
+    per_file = best.unique(subset="file_order", keep="first", maintain_order=True)
     warnings = [(rels[i], k, d) for i, k, d in zip(warned["file_id"], warned["kind"], warned["detail"], strict=True)]
     return Prepared(files=files, rows_csv=to_csv(best, ROW_COLUMNS), files_csv=to_csv(per_file, FILE_COLUMNS),
                     rows=best.height, canon=content_canon(best) if want_canon else None, warnings=warnings)

@@ -45,7 +45,6 @@ ROW_SCHEMA: dict[str, Any] = {
     "issue_date": pl.String,
     "expiration_date": pl.String,
     "result_status": pl.String,
-    "meta": pl.String,
     "raw": pl.String,
 }
 FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String}
@@ -216,8 +215,7 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
     if any(isinstance(lic.get("license_number"), float) for lic in licenses):
         licenses = _licenses_with_exact_numbers(data)
         raw = json.dumps(strip_nul(json.loads(data)), ensure_ascii=False)  # integers past 64 bits, exactly
-    common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts,
-              "meta": orjson.dumps(meta).decode(), "raw": raw}
+    common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts, "raw": raw}
     real = [lic for lic in licenses if not _is_placeholder(lic)]
     if not real:
         out.add(lic_idx=0, result_status=status or "not_found", **common)

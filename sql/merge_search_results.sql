@@ -11,9 +11,10 @@ WITH src AS (
         result_status, meta, raw, image_hash)
     SELECT %(dataset_id)s, src.search_name, src.search_state, src.search_ts, src.license_number,
            src.license_status, src.license_name, src.license_type, src.address, src.city, src.state, src.zip,
-           src.issue_date, src.expiration_date, src.result_status, f.meta::jsonb, f.raw::jsonb, i.content_hash
+           src.issue_date, src.expiration_date, src.result_status, doc.raw -> 'metadata', doc.raw, i.content_hash
     FROM src
     JOIN stage_files f ON f.file_order = src.file_order
+    CROSS JOIN LATERAL (SELECT f.raw::jsonb AS raw) doc  -- parsed once, for the winning rows only
     LEFT JOIN stage_file_images fi ON fi.file_order = src.file_order
     LEFT JOIN (SELECT DISTINCT ON (image_rel) image_rel, content_hash
                FROM stage_image_assets ORDER BY image_rel) i ON i.image_rel = fi.image_rel

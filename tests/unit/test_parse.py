@@ -152,10 +152,10 @@ def test_parse_chunk_strips_nul_from_columns_meta_and_raw(tmp_path: Path) -> Non
     chunk = _one(tmp_path, doc)
     row = chunk.rows.row(0, named=True)
     assert (row["search_name"], row["license_status"]) == ("Belmar", "Active")
-    meta, raw = orjson.loads(row["meta"]), orjson.loads(row["raw"])
-    assert meta["pharmacy_name"] == "Belmar" and meta["note"] == "xy"
+    raw = orjson.loads(row["raw"])  # meta is raw's metadata object, taken in the merge
+    assert raw["metadata"]["pharmacy_name"] == "Belmar" and raw["metadata"]["note"] == "xy"
     assert raw["debug_info"] == {"parserstrategy": "Regex"}
-    assert "\x00" not in row["meta"] + row["raw"] and "\\u0000" not in row["meta"] + row["raw"]
+    assert "\x00" not in row["raw"] and "\\u0000" not in row["raw"]
 
 
 def test_parse_chunk_accepts_a_bom(tmp_path: Path) -> None:
@@ -163,7 +163,6 @@ def test_parse_chunk_accepts_a_bom(tmp_path: Path) -> None:
     chunk = _one(tmp_path, BOM + orjson.dumps(doc))
     assert chunk.rejects == []
     assert orjson.loads(chunk.rows["raw"][0]) == doc
-    assert orjson.loads(chunk.rows["meta"][0]) == doc["metadata"]
 
 
 @pytest.mark.parametrize(("ts", "tz", "expected"), [
