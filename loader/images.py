@@ -13,6 +13,7 @@ import errno
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -56,14 +57,34 @@ def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
     return [t for t in tails if ".." not in t.split("/")]
 
 
-def resolve(source: str | None, json_rel: str, roots: Roots) -> tuple[str, str] | None:
-    """(path relative to its root, absolute path) of the screenshot, or None when nothing matches."""
+def resolve(source: str | None, json_rel: str, roots: Roots, folders: dict[str, bool] | None = None
+            ) -> tuple[str, str] | None:
+    """(path relative to its root, absolute path) of the screenshot, or None when nothing matches.
+
+    `folders` remembers, across calls, whether each folder resolves inside the roots: a chunk's
+    screenshots share a few folders, and resolving every path in full was a third of a worker's time.
+    """
+    folders = {} if folders is None else folders
     for cand in candidates(source, json_rel, roots.depth):
         for root in roots.roots:
             path = os.path.join(root, cand)
-            if os.path.isfile(path) and inside(os.path.realpath(path), roots.roots):
+            try:
+                mode = os.lstat(path).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode):  # the link's target must itself be a file inside the roots
+                if os.path.isfile(path) and inside(os.path.realpath(path), roots.roots):
+                    return cand, path
+            elif stat.S_ISREG(mode) and _folder_inside(os.path.dirname(path), roots.roots, folders):
                 return cand, path
     return None
+
+
+def _folder_inside(folder: str, roots: tuple[str, ...], folders: dict[str, bool]) -> bool:
+    known = folders.get(folder)
+    if known is None:
+        known = folders[folder] = inside(os.path.realpath(folder), roots)
+    return known
 
 
 def sniff(head: bytes) -> tuple[str | None, int | None, int | None]:
@@ -114,8 +135,9 @@ def describe_files(file_ids: list[int], sources: list[str | None], json_rels: li
     cols: dict[str, list[Any]] = {k: [] for k in IMAGE_SCHEMA}
     warnings: list[tuple[str, str, str]] = []
     seen: dict[str, tuple[Any, ...]] = {}  # a screenshot shared by several searches is read once
+    folders: dict[str, bool] = {}
     for file_id, source, json_rel in zip(file_ids, sources, json_rels, strict=True):
-        found = resolve(source, json_rel, roots)
+        found = resolve(source, json_rel, roots, folders)
         if found is None:
             shown = source if source is not None else "<stem>.png"
             warnings.append((json_rel, "missing_image", f"screenshot {shown[:200]} not found under the states "
