@@ -546,6 +546,7 @@ class Bench:
         self.references: dict[tuple[int, int, str], EndState] = {}
         self.stage_cache: dict[tuple[int, int], Path] = {}
         self.counter = 0
+        self.dirs = 0
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -555,8 +556,14 @@ class Bench:
         return self.server
 
     def dir(self, *parts: str) -> Path:
-        path = self.scratch.joinpath(*parts)
-        shutil.rmtree(path, ignore_errors=True)
+        """A new scratch folder, kept until the benchmark ends.
+
+        Nothing is deleted between timed runs: right after a mass delete, ext4 (without a journal,
+        as here) skips recently freed inodes one by one when it allocates new ones, which made the
+        next run's mkdirs several times slower and charged one run for its predecessor's clean-up.
+        """
+        self.dirs += 1
+        path = self.scratch.joinpath(*parts[:-1], f"{parts[-1]}-{self.dirs:03d}")
         path.mkdir(parents=True)
         return path
 
@@ -620,7 +627,6 @@ class Bench:
             if scenario in wanted:
                 self.record(corpus, "pharmload", scenario, expected.json_files, run, warm)
         self.srv.drop(name)
-        shutil.rmtree(base, ignore_errors=True)
 
     def reference(self, corpus: Corpus) -> EndState:
         """pharmload's end state after a first load (an untimed load when pharmload is not a contender)."""
@@ -638,7 +644,6 @@ class Bench:
             compare(f"pharmload reference load ({corpus.name})", state, corpus.expected, None, images=True)
             self.references[key] = state
             self.srv.drop(name)
-            shutil.rmtree(base, ignore_errors=True)
         return self.references[key]
 
     def run_baseline(self, corpus: Corpus, i: int, warm: bool) -> None:
@@ -655,7 +660,6 @@ class Bench:
                 digest="digest", images=True)
         self.record(corpus, "baseline", "first", corpus.expected.json_files, run, warm)
         self.srv.drop(name)
-        shutil.rmtree(base, ignore_errors=True)
 
     def run_dlt(self, corpus: Corpus, i: int, warm: bool) -> None:
         reference = self.reference(corpus)
@@ -672,7 +676,6 @@ class Bench:
         compare(f"dlt ({corpus.name})", dlt_state(dsn), corpus.expected, reference)
         self.record(corpus, "dlt", "first", corpus.expected.json_files, run, warm)
         self.srv.drop(name)
-        shutil.rmtree(base, ignore_errors=True)
 
     def floor_stage(self, corpus: Corpus) -> Path:
         """The final rows of a first load (pharmload's cleaning) as CSV per staging table, once per size."""
@@ -713,7 +716,6 @@ class Bench:
                     reference, digest="digest_no_image")
             self.record(corpus, "floor", "copy", corpus.expected.json_files, run, warm)
             self.srv.drop(name)
-        shutil.rmtree(base, ignore_errors=True)
 
     # -- driver -------------------------------------------------------------------------------------
 
@@ -966,7 +968,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": _loadavg(), "argv": sys.argv[1:],
     }, "sizes": []}
     with _locked(args.work_dir):
-        shutil.rmtree(bench.scratch, ignore_errors=True)
+        leftover = bench.scratch.with_name("runs.old")  # an interrupted benchmark's: deleted after timing
+        if bench.scratch.exists():
+            shutil.rmtree(leftover, ignore_errors=True)
+            bench.scratch.rename(leftover)
         corpora = [ensure_corpus(args.corpus_dir, f, b, args.seed) for f, b in args.sizes]
         log(f"starting PostgreSQL in {args.work_dir / 'pgdata'}")
         bench.server = Server(args.work_dir / "pgdata")
@@ -995,6 +1000,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             bench.server.close()
             shutil.rmtree(bench.scratch, ignore_errors=True)
+            shutil.rmtree(leftover, ignore_errors=True)
     result["meta"]["loadavg_end"] = _loadavg()
     every = [r for per_size in bench.series.values() for ser in per_size.values() for r in ser.runs + ser.warmup]
     result["meta"]["cpu_includes_orphans"] = all(r.extra.get("subreaper") and not r.extra.get("orphans_left")
