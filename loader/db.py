@@ -95,7 +95,7 @@ def retry(fn: Callable[[], T], attempts: int, base_delay: float = 0.5, what: str
     raise AssertionError("unreachable")
 
 
-SCHEMA_VERSION = 2  # the version sql/schema.sql writes into pharmload_schema
+SCHEMA_VERSION = 3  # the version sql/schema.sql writes into pharmload_schema
 
 
 def schema_state(conn: psycopg.Connection[Any]) -> dict[str, Any]:
