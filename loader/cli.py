@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from loader import commands, pipeline
+from loader import workers
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
-from loader.report import Report
 from loader.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from loader.report import Report
 
 log = logging.getLogger("pharmload")
 
@@ -51,6 +54,8 @@ def _when(ts: Any) -> str:
 
 
 def _print_status(settings: Settings) -> None:
+    from loader import commands
+
     rows = commands.status(settings)
     if not rows:
         print("no datasets yet")
@@ -65,6 +70,8 @@ def _print_status(settings: Settings) -> None:
 
 
 def _print_runs(settings: Settings) -> None:
+    from loader import commands
+
     rows = commands.runs(settings)
     if not rows:
         print("no loads yet" + (f" for tag {settings.tag!r}" if settings.tag else ""))
@@ -77,8 +84,8 @@ def _print_runs(settings: Settings) -> None:
               f"{r['rows_inserted']:>7} {r['rows_updated']:>7} {r['rows_unchanged']:>7}")
 
 
-def _load(settings: Settings) -> int:
-    rep: Report = pipeline.run(settings)
+def _load(settings: Settings, load: Callable[[Settings], Report]) -> int:
+    rep = load(settings)
     print(rep.render(), file=sys.stderr)
     if rep.verify.get("result") == "mismatch":
         for m in rep.verify["mismatches"]:
@@ -98,9 +105,14 @@ def run(argv: list[str]) -> int:
         print(f"pharmload: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(settings)
+    if settings.command == "load":
+        workers.start_early(settings.workers)
+    # Imported only now, so that the worker processes' start-up overlaps these ~0.3 s of imports.
+    from loader import commands, pipeline
+
     try:
         if settings.command == "load":
-            return _load(settings)
+            return _load(settings, pipeline.run)
         if settings.command == "init-db":
             print(f"schema {commands.init_db(settings)}")
         elif settings.command == "status":

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from multiprocessing import forkserver
 from typing import Any, TypeVar
 
 A = TypeVar("A")
@@ -98,13 +99,25 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="pharmload-parent-watch").start()
 
 
+def start_early(size: int) -> None:
+    """Start the forkserver now, so that it imports PRELOAD (polars, ~0.3 s) while the loader is
+    still importing its own modules and walking the tree, instead of when the pool starts.
+
+    Called before it is known whether the load needs worker processes: when it does not, the
+    forkserver has cost some CPU time on another core, and it exits with the loader.
+    """
+    if size > 1:
+        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+        forkserver.ensure_running()
+
+
 @contextmanager
 def pool(size: int) -> Iterator[Pool]:
     if size <= 1:
         yield Pool(_Inline(), 1)
         return
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(PRELOAD)
+    ctx.set_forkserver_preload(PRELOAD)  # no effect when start_early() already started it
     with ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_watch_parent,
                              initargs=(os.getpid(),)) as executor:
         # Start the workers now (they import polars, ~0.3 s), while the caller plans and opens
