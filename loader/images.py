@@ -16,7 +16,7 @@ import shutil
 import stat
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,9 @@ class Roots:
     roots: tuple[str, ...]
     depth: int
     max_bytes: int = 50 * 1024 * 1024
-    known: dict[str, Known] = field(default_factory=dict)  # rel -> hash facts from an earlier run
+    # Earlier runs' hash facts (image_rel, then Known's fields), turned into a look-up only when
+    # the chunk has a screenshot to describe: a chunk of rejected files never pays for it.
+    known: pl.DataFrame | None = None
 
 
 def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
@@ -114,15 +116,15 @@ def _hash_one(f: Any, max_bytes: int, size: int) -> tuple[str, int, bytes]:
     return h.hexdigest(), total, head
 
 
-def describe(rel: str, path: str, roots: Roots) -> tuple[Any, ...]:
+def describe(rel: str, path: str, roots: Roots, known: dict[str, Known] | None = None) -> tuple[Any, ...]:
     """(size, mtime_ns, content_hash, file_size, content_type, width, height, error) of one
     screenshot, read once in large blocks; the hash of an earlier run when size and mtime match."""
     try:
         with open(path, "rb", buffering=0) as f:
             st = os.fstat(f.fileno())
-            known = roots.known.get(rel)
-            if known is not None and known[:2] == (st.st_size, st.st_mtime_ns):
-                return (*known, None)
+            facts = known.get(rel) if known else None
+            if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns):
+                return (*facts, None)
             digest, total, head = _hash_one(f, roots.max_bytes, st.st_size)
             return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None)
     except (OSError, ValueError) as exc:
@@ -136,6 +138,8 @@ def describe_files(file_ids: list[int], sources: list[str | None], json_rels: li
     warnings: list[tuple[str, str, str]] = []
     seen: dict[str, tuple[Any, ...]] = {}  # a screenshot shared by several searches is read once
     folders: dict[str, bool] = {}
+    known = ({r[0]: r[1:] for r in roots.known.iter_rows()}
+             if roots.known is not None and file_ids else None)
     for file_id, source, json_rel in zip(file_ids, sources, json_rels, strict=True):
         found = resolve(source, json_rel, roots, folders)
         if found is None:
@@ -146,7 +150,7 @@ def describe_files(file_ids: list[int], sources: list[str | None], json_rels: li
         else:
             rel, path = found
             if rel not in seen:
-                seen[rel] = describe(rel, path, roots)
+                seen[rel] = describe(rel, path, roots, known)
             facts = (rel, path, *seen[rel])
         for key, value in zip(IMAGE_SCHEMA, (file_id, *facts), strict=True):
             cols[key].append(value)
@@ -181,9 +185,9 @@ class LocalStore:
         self.link = link
 
     def missing(self, hashes: list[str]) -> list[str]:
-        """The hashes not yet in the store."""
+        """The hashes not yet in the store (one access() each: a re-run asks this of every screenshot)."""
         root = str(self.root)
-        return [h for h in hashes if not os.path.isfile(os.path.join(root, storage_path(h)))]
+        return [h for h in hashes if not os.access(f"{root}/{storage_path(h)}", os.F_OK)]
 
     def put(self, content_hash: str, src: str) -> bool:
         """Hard-link the screenshot into the store (copy when across file systems, or when link is

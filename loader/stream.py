@@ -49,7 +49,7 @@ class ChunkStream:
         for start in range(0, self.todo.height, size):
             part = self.todo.slice(start, size)
             rels = part["rel"].to_list()
-            known = self.man.known_hashes({os.path.dirname(r) for r in rels}) if self.man.images.height else {}
+            known = self.man.known_hashes({os.path.dirname(r) for r in rels})
             roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
