@@ -27,8 +27,12 @@ import polars as pl
 from loader.report import write_atomically
 
 log = logging.getLogger("pharmload")
-VERSION = 2
-FILE_SCHEMA: dict[str, Any] = {"rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "state": pl.String}
+VERSION = 3  # 3: rejected files keep their reason; a version 2 manifest is read as one without reasons
+FILE_SCHEMA: dict[str, Any] = {"rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "state": pl.String,
+                               "code": pl.String, "detail": pl.String}
+REJECT_SCHEMA: dict[str, Any] = {"rel": pl.String, "code": pl.String, "detail": pl.String}
+# Reasons outside the file's bytes (permissions, a vanished file): such files are always tried again.
+RETRIED_CODES = ("unreadable",)
 IMAGE_SCHEMA: dict[str, Any] = {
     "image_rel": pl.String, "path": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "content_hash": pl.String,
     "file_size": pl.Int64, "content_type": pl.String, "width": pl.Int32, "height": pl.Int32, "error": pl.String,
@@ -53,6 +57,7 @@ class Manifest:
     committed: str | None = None        # load id whose file outcomes the database confirmed
     pending: str | None = None          # load id of a load that may or may not have committed
     phase: str = "new"
+    parse_key: str | None = None         # Settings.parse_key of the load that recorded the outcomes
     files: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=FILE_SCHEMA))
     images: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMAGE_SCHEMA))
     _saved_at: float = 0.0
@@ -69,15 +74,18 @@ class Manifest:
             with open(path, "rb") as f:
                 data = f.read()
             header = orjson.loads(pl.read_parquet_metadata(io.BytesIO(data))["pharmload"])
-            if not isinstance(header, dict) or header.get("version") != VERSION:
+            if not isinstance(header, dict) or header.get("version") not in (2, VERSION):
                 return fresh, "unknown manifest version"
             if (header["states_dir"], header["tag"], header["target"]) != (fresh.states_dir, tag, target):
                 return fresh, "manifest is for another folder, tag or database"
             table = pl.read_parquet(io.BytesIO(data))
+            table = table.with_columns(pl.lit(None, pl.String).alias(c) for c in ("code", "detail")
+                                       if c not in table.columns)
             files = table.filter(pl.col("kind") == "file").select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
             images = (table.filter(pl.col("kind") == "image").rename({"rel": "image_rel"})
                       .select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)))
             fresh.committed, fresh.pending, fresh.phase = header["committed"], header["pending"], header["phase"]
+            fresh.parse_key = header.get("parse_key")
             fresh.files, fresh.images = files, images
         except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError) as exc:
             return cls(path=path, states_dir=fresh.states_dir, tag=tag, target=target), (
@@ -90,7 +98,8 @@ class Manifest:
         if not force and now - self._saved_at < self._interval:
             return
         header = {"version": VERSION, "states_dir": self.states_dir, "tag": self.tag, "target": self.target,
-                  "committed": self.committed, "pending": self.pending, "phase": self.phase}
+                  "committed": self.committed, "pending": self.pending, "phase": self.phase,
+                  "parse_key": self.parse_key}
         table = pl.concat([
             self.files.with_columns(pl.lit("file").alias("kind")),
             self.all_images().rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind")),
@@ -127,6 +136,18 @@ class Manifest:
         """Fingerprints of the files a confirmed load committed (rel, size, mtime_ns)."""
         return self.files.filter(pl.col("state") == "loaded").select("rel", "size", "mtime_ns")
 
+    def remembered_rejects(self, todo: pl.DataFrame, parse_key: str) -> pl.DataFrame:
+        """The files of todo that a confirmed load rejected and that have not changed since (same
+        size and mtime, same parse settings): their reason is reported again without reading them.
+
+        Returns todo's columns plus code and detail."""
+        if parse_key != self.parse_key:
+            return todo.clear().with_columns(pl.lit(None, pl.String).alias(c) for c in ("code", "detail"))
+        rejected = self.files.filter((pl.col("state") == "rejected") & pl.col("code").is_not_null()
+                                     & ~pl.col("code").is_in(RETRIED_CODES))
+        return todo.join(rejected.select("rel", "size", "mtime_ns", "code", "detail"),
+                         on=["rel", "size", "mtime_ns"], how="inner")
+
     def forget_files(self) -> None:
         self.files = pl.DataFrame(schema=FILE_SCHEMA)
 
@@ -142,7 +163,7 @@ class Manifest:
         self.pending = None
 
     def record_files(self, outcomes: pl.DataFrame) -> None:
-        """Upsert (rel, size, mtime_ns, state) rows for this load's files."""
+        """Upsert (rel, size, mtime_ns, state, code, detail) rows for this load's files."""
         outcomes = outcomes.select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
         self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
 

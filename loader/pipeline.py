@@ -66,8 +66,7 @@ def run(settings: Settings) -> Report:
             log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)
         # Worker processes only pay off for more than one chunk of work; the manifest says how
         # much there probably is (the database may still void it, and then the work runs in-process).
-        todo = plan.jsons.height if settings.full else plan.jsons.join(
-            man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti").height
+        todo = _todo(settings, plan.jsons, man)[0].height
         with workers.pool(settings.workers if todo > settings.chunk_files else 1) as pool:  # starts now
             load_id = uuid.uuid4().hex
             store = image_store(settings)
@@ -123,17 +122,21 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 man.save()
                 rep.note = "committed by an earlier attempt whose connection was lost"
                 return None
+            changed = man.pending is not None
             stale = man.reconcile(tx.committed)
             if stale:
                 log.warning("%s: %s; every file is parsed again", man.path, stale)
                 rep.add_warnings([(str(man.path), "manifest_stale", stale)])
-        todo = plan.jsons if settings.full else plan.jsons.join(
-            man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
+        todo, remembered = _todo(settings, plan.jsons, man)
         rep.files_found = plan.jsons.height + len(refused)
-        rep.files_skipped = plan.jsons.height - todo.height
-        rep.add_rejects(refused)
-        man.pending, man.phase = load_id, "loading"
-        if not settings.dry_run:
+        rep.files_skipped = plan.jsons.height - todo.height - remembered.height
+        rep.add_rejects(refused + list(zip(remembered["rel"], remembered["code"], remembered["detail"],
+                                           strict=True)))
+        # Nothing to parse and nothing reconciled: the manifest on disk stays right as it is (its
+        # committed load is still in load_runs), so this run does not rewrite it.
+        save = not settings.dry_run and (todo.height > 0 or changed or stale is not None)
+        man.pending, man.phase, man.parse_key = load_id, "loading", settings.parse_key
+        if save:
             man.save()
         lanes = workers.Lanes()
         load = ChunkStream(settings, plan, todo, tx, rep, man, store, progress, lanes)
@@ -155,7 +158,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             load.repair_store()
             man.record_files(load.outcomes())
             man.phase = "staged"
-            if not settings.dry_run:
+            if save:
                 man.save()
             checkpoint(settings, "staged")
             _terminate_for_test(settings, tx, dsn, attempt, "merging")
@@ -180,13 +183,24 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         progress.note("commit: load %s committed as run %s", load_id[:12], rep.run_id)
         checkpoint(settings, "committed")
         man.promote(load_id)
-        man.save()
+        if save:
+            man.save()
         checkpoint(settings, "done")
         assert rep.dataset_id is not None
         return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
     finally:
         tx.rollback()
         conn.close()
+
+
+def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(files to parse, files whose earlier reject stands): a file is parsed unless a confirmed load
+    loaded or rejected it as it is now; --full parses everything."""
+    if settings.full:
+        return jsons, man.remembered_rejects(jsons.clear(), settings.parse_key)
+    todo = jsons.join(man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
+    remembered = man.remembered_rejects(todo, settings.parse_key)
+    return todo.join(remembered.select("rel"), on="rel", how="anti"), remembered
 
 
 def _terminate_for_test(settings: Settings, tx: LoadTransaction, dsn: str, attempt: int, point: str) -> None:

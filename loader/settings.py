@@ -94,6 +94,12 @@ class Settings:
         key = f"{self.backend}|{where}|{store}"
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
+    @property
+    def parse_key(self) -> str:
+        """The settings a file's parse outcome depends on, besides its own bytes: a file rejected
+        under other ones is parsed again."""
+        return f"{self.source_timezone}|{self.max_json_bytes}"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from loader import discover, frame, images, parse, workers
-from loader.manifest import Manifest
+from loader.manifest import REJECT_SCHEMA, Manifest
 from loader.progress import Progress
 from loader.report import Report
 from loader.settings import Settings
@@ -43,6 +43,7 @@ class ChunkStream:
         self.hashes: list[pl.DataFrame] = []
         self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
         self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
+        self.rejected: list[tuple[str, str, str]] = []  # (rel, code, detail) of those it rejected
 
     def parse_tasks(self) -> Iterator[parse.ParseTask]:
         size = self.settings.chunk_files
@@ -59,6 +60,7 @@ class ChunkStream:
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows, files and screenshot references; store its new screenshots."""
         self.rep.add_rejects(chunk.rejects)
+        self.rejected += chunk.rejects
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
         self.rep.rows_staged += chunk.rows
@@ -179,12 +181,15 @@ class ChunkStream:
         return frame.expected_rows(canon, hashes.unique(subset="image_rel"))
 
     def outcomes(self) -> pl.DataFrame:
-        """This attempt's files with their state: pending until the commit is confirmed, or rejected."""
+        """This attempt's files with their state (pending until the commit is confirmed, or rejected)
+        and the reason of each reject."""
         loaded = pl.concat(self.ok_files) if self.ok_files else pl.Series(dtype=pl.Int64)
+        reasons = pl.DataFrame(self.rejected, schema=REJECT_SCHEMA, orient="row").unique(subset="rel")
         return self.todo.select(
             "rel", "size", "mtime_ns",
             pl.when(pl.col("file_id").is_in(loaded.implode())).then(pl.lit("pending"))
-            .otherwise(pl.lit("rejected")).alias("state"))
+            .otherwise(pl.lit("rejected")).alias("state"),
+        ).join(reasons, on="rel", how="left")
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

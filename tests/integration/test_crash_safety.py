@@ -107,7 +107,7 @@ def test_kill_after_commit_is_recognised_from_the_database(settings: Settings, d
     """Killed between commit and manifest save: the re-run learns from load_runs that it committed."""
     assert cli(settings, env={"PHARMLOAD_TEST_KILL_AT": "committed"}).returncode == -signal.SIGKILL
     rerun = pipeline.run(settings)
-    assert rerun.files_skipped == rerun.files_found - 3  # only the three broken files are parsed again
+    assert rerun.files_skipped == rerun.files_found - 3  # the three broken files count as rejected again
     assert (rerun.rows_inserted, rerun.rows_updated) == (0, 0)
     assert snapshot(dsn, settings.image_dir) == reference
 
@@ -191,7 +191,7 @@ def test_incremental_load_parses_only_new_files_and_equals_a_full_load(
     build_tree(scrape, range(5, 6))  # a new day folder arrives
     second = pipeline.run(settings)
     new_files = 6
-    assert second.files_skipped == first.files_found - 2  # the two old broken files are parsed again
+    assert second.files_skipped == first.files_found - 2  # the two old broken files count as rejected again
     assert second.files_loaded + second.files_rejected == new_files + 2
     full = settings.replace(dsn=dsn, full=True)
     before = snapshot(dsn, settings.image_dir)

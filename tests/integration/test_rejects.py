@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -228,3 +229,28 @@ def test_every_file_is_accounted_for(rsettings: Settings, scrape: Scrape, tmp_pa
     assert again.files_found == 6
     assert again.files_found == again.files_loaded + again.files_rejected + again.files_skipped
     assert again.files_rejected == 3
+
+
+def test_an_unchanged_rejected_file_is_reported_again_without_being_read(rsettings: Settings, scrape: Scrape,
+                                                                           dsn: str) -> None:
+    scrape.search("2025-08-03/PA/Belmar_01", document())
+    bad = scrape.raw("2025-08-03/NY/Bad_parse.json", orjson.dumps(with_metadata(state="XX")))
+    first = pipeline.run(rsettings)
+    assert [(f, code) for f, code, _ in first.rejects] == [("2025-08-03/NY/Bad_parse.json", "invalid_state")]
+
+    # Other bytes, same size and mtime: the re-run trusts the manifest and repeats the old reason.
+    st = bad.stat()
+    bad.write_bytes(orjson.dumps(with_metadata(state="NY")))
+    os.utime(bad, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = pipeline.run(rsettings)
+    assert again.rejects == first.rejects
+    assert (again.files_loaded, again.files_rejected, again.files_skipped) == (0, 1, 1)
+    assert rsettings.rejects is not None
+    assert [(line["file"], line["reason"]) for line in _rejects_file(rsettings.rejects)] == [
+        ("2025-08-03/NY/Bad_parse.json", "invalid_state")]
+    assert query(dsn, "SELECT count(*) FROM search_results WHERE search_state = 'NY'") == [(0,)]
+
+    # Settings a parse depends on changed: the file is read again, and now it loads.
+    other = pipeline.run(rsettings.replace(max_json_bytes=rsettings.max_json_bytes - 1))
+    assert (other.files_loaded, other.files_rejected) == (1, 0)
+    assert query(dsn, "SELECT count(*) FROM search_results WHERE search_state = 'NY'") == [(1,)]
