@@ -180,24 +180,21 @@ def _is_placeholder(lic: dict[str, Any]) -> bool:
     return all(empty(lic.get(k)) for k in ("license_number", "license_status", "issue_date", "expiration_date"))
 
 
-class _Columns:
-    def __init__(self) -> None:
-        self.cols: dict[str, list[Any]] = {k: [] for k in ROW_SCHEMA}
-
-    def add(self, **values: Any) -> None:
-        for key, col in self.cols.items():
-            col.append(values.get(key))
+Row = tuple[Any, ...]  # one value per ROW_SCHEMA column, in its order
 
 
-def _field(lic: dict[str, Any], key: str, rel: str, warnings: list[tuple[str, str, str]]) -> str | None:
+def _field(src: dict[str, Any], key: str, rel: str, warnings: list[tuple[str, str, str]]) -> str | None:
+    value = src.get(key)
+    if value is None or type(value) is str:  # nearly always: no call to _text
+        return value
     try:
-        return _text(lic.get(key))
+        return _text(value)
     except TypeError as exc:
         warnings.append((rel, "non_scalar_field", f"{key} is a JSON {exc}, stored as NULL"))
         return None
 
 
-def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str, Any], tz: ZoneInfo,
+def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str, Any], tz: ZoneInfo,
               warnings: list[tuple[str, str, str]]) -> Any:
     meta, result, licenses = _shape(doc)
     if b"\\u0000" in data:
@@ -215,45 +212,40 @@ def _add_file(out: _Columns, file_id: int, rel: str, data: bytes, doc: dict[str,
     if any(isinstance(lic.get("license_number"), float) for lic in licenses):
         licenses = _licenses_with_exact_numbers(data)
         raw = json.dumps(strip_nul(json.loads(data)), ensure_ascii=False)  # integers past 64 bits, exactly
-    common = {"file_id": file_id, "search_name": name, "search_state": state, "search_ts_us": ts, "raw": raw}
     real = [lic for lic in licenses if not _is_placeholder(lic)]
     if not real:
-        out.add(lic_idx=0, result_status=status or "not_found", **common)
+        out.append((file_id, 0, name, state, ts, *(None,) * 10, status or "not_found", raw))
     for i, lic in enumerate(real):
         addr = lic.get("address")
         if not isinstance(addr, dict):
             addr = {}
-        out.add(
-            lic_idx=i, result_status=status or "found",
-            license_number=_field(lic, "license_number", rel, warnings),
-            license_status=_field(lic, "license_status", rel, warnings),
-            license_name=_field(lic, "pharmacy_name", rel, warnings),
-            license_type=_field(lic, "license_type", rel, warnings),
-            issue_date=_field(lic, "issue_date", rel, warnings),
-            expiration_date=_field(lic, "expiration_date", rel, warnings),
-            address=_field(addr, "street", rel, warnings), city=_field(addr, "city", rel, warnings),
-            state=_field(addr, "state", rel, warnings), zip=_field(addr, "zip_code", rel, warnings),
-            **common,
-        )
+        out.append((
+            file_id, i, name, state, ts,
+            _field(lic, "license_number", rel, warnings), _field(lic, "license_status", rel, warnings),
+            _field(lic, "pharmacy_name", rel, warnings), _field(lic, "license_type", rel, warnings),
+            _field(addr, "street", rel, warnings), _field(addr, "city", rel, warnings),
+            _field(addr, "state", rel, warnings), _field(addr, "zip_code", rel, warnings),
+            _field(lic, "issue_date", rel, warnings), _field(lic, "expiration_date", rel, warnings),
+            status or "found", raw,
+        ))
     return meta.get("source_image_file")
 
 
 def parse_chunk(task: ParseTask) -> ParsedChunk:
     """Parse every file of the task; a bad file becomes a reject and never stops the others."""
     tz = ZoneInfo(task.source_timezone)
-    out = _Columns()
+    out: list[Row] = []
     file_ids: list[int] = []
     sources: list[str | None] = []
     rejects: list[tuple[str, str, str]] = []
     warnings: list[tuple[str, str, str]] = []
     for file_id, path, rel in zip(task.file_ids, task.paths, task.rels, strict=True):
-        mark = len(out.cols["file_id"])
+        mark = len(out)
         try:
             data, doc = _load(path, task.max_json_bytes)
             source = _add_file(out, file_id, rel, data, doc, tz, warnings)
         except Rejected as exc:
-            for col in out.cols.values():
-                del col[mark:]
+            del out[mark:]
             rejects.append((rel, exc.code, exc.detail))
             continue
         except OSError as exc:
@@ -262,7 +254,8 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
         file_ids.append(file_id)
         source = source.replace("\x00", "").strip() if isinstance(source, str) else None
         sources.append(source or None)
-    rows = pl.DataFrame(out.cols, schema=ROW_SCHEMA)
+    columns = [list(col) for col in zip(*out, strict=True)] if out else [[] for _ in ROW_SCHEMA]
+    rows = pl.DataFrame(dict(zip(ROW_SCHEMA, columns, strict=True)), schema=ROW_SCHEMA)
     files = pl.DataFrame({"file_id": file_ids, "source_image": sources}, schema=FILE_SCHEMA)
     return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)
 
