@@ -161,6 +161,12 @@ def storage_path(content_hash: str) -> str:
     return f"sha256/{content_hash[:2]}/{content_hash[2:4]}/{content_hash}.png"
 
 
+def storage_paths(hashes: pl.Expr) -> pl.Expr:
+    """storage_path() of a whole column, without a Python call per screenshot."""
+    return pl.concat_str([pl.lit("sha256/"), hashes.str.slice(0, 2), pl.lit("/"), hashes.str.slice(2, 2),
+                          pl.lit("/"), hashes, pl.lit(".png")])
+
+
 def _copy_atomically(src: str, dst: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
     try:

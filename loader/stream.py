@@ -132,7 +132,7 @@ class ChunkStream:
     def image_rows(self, ok: pl.DataFrame, failed: dict[str, str]) -> pl.DataFrame:
         """image_assets rows; a screenshot whose upload failed is recorded as 'pending'."""
         return ok.with_columns(
-            pl.col("content_hash").map_elements(images.storage_path, return_dtype=pl.String).alias("storage_path"),
+            images.storage_paths(pl.col("content_hash")).alias("storage_path"),
             pl.when(pl.col("content_hash").is_in(list(failed))).then(pl.lit("pending"))
             .otherwise(pl.lit(self.store.storage_type)).alias("storage_type"),
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from loader import discover, images
@@ -128,3 +130,22 @@ def test_resolve_many_files_keep_their_own_match(tmp_path: Path) -> None:
     assert _resolve(tmp_path, ("d2/PA/x_parse.json", "data/d2/PA/x.png"), ("d1/PA/x_parse.json", "data/d1/PA/x.png"),
                     ("d1/PA/y_parse.json", None), ("d1/PA/z_parse.json", None)) == [
         "d2/PA/x.png", "d1/PA/x.png", "d1/PA/y.png", None]
+
+
+def test_resolve_never_follows_a_folder_symlinked_outside_the_roots(tmp_path: Path) -> None:
+    root, outside = tmp_path / "scrape", tmp_path / "outside"
+    _touch(outside, "NY/Belmar_01.png")
+    _touch(root, "PA/Belmar_01.png")
+    os.symlink(outside / "NY", root / "NY")
+    plan = discover.plan(root)
+    roots = images.Roots(plan.roots, plan.depth)
+    folders: dict[str, bool] = {}  # shared by every file of a chunk, as describe_files shares it
+    found = [images.resolve(None, rel, roots, folders) for rel in
+             ("NY/Belmar_01_parse.json", "PA/Belmar_01_parse.json", "NY/Belmar_01_parse.json")]
+    assert [f[0] if f else None for f in found] == [None, "PA/Belmar_01.png", None]
+
+
+def test_storage_paths_of_a_column_match_storage_path() -> None:
+    hashes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
+    paths = pl.DataFrame({"h": hashes}).select(images.storage_paths(pl.col("h")).alias("p"))["p"].to_list()
+    assert paths == [images.storage_path(h) for h in hashes]
