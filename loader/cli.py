@@ -6,7 +6,9 @@ Known failures (PharmloadError) become one line naming the cause and their exit 
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -132,4 +134,12 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
-    sys.exit(run(sys.argv[1:]))
+    code = run(sys.argv[1:])
+    # Everything is committed, written, closed and logged by now (the embedded server was released
+    # explicitly): leave without the interpreter's teardown of every loaded module, which with
+    # polars and psycopg costs ~0.1 s, a fifth of a re-run, paid by every cron run.
+    logging.shutdown()
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
