@@ -11,11 +11,11 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -146,13 +146,17 @@ class Report:
         return "\n".join(lines)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Temporary file, flush, fsync, rename: a reader never sees half a file."""
+def write_atomically(path: Path, data: bytes | Callable[[BinaryIO], None]) -> None:
+    """Temporary file, flush, fsync, rename: a reader never sees half a file. `data` is the bytes,
+    or a function that writes them to the file (a big file need not be in memory twice)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            if callable(data):
+                data(f)
+            else:
+                f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
