@@ -198,7 +198,9 @@ def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.Da
     loaded or rejected it as it is now; --full parses everything."""
     if settings.full:
         return jsons, man.remembered_rejects(jsons.clear(), settings.parse_key)
-    todo = jsons.join(man.loaded_files(), on=["rel", "size", "mtime_ns"], how="anti")
+    # Streamed: an in-memory anti-join of a million files held ~270 MB of hash tables at once.
+    todo = jsons.lazy().join(man.loaded_files().lazy(), on=["rel", "size", "mtime_ns"], how="anti",
+                             maintain_order="left").collect(engine="streaming")
     remembered = man.remembered_rejects(todo, settings.parse_key)
     return todo.join(remembered.select("rel"), on="rel", how="anti"), remembered
 
@@ -210,8 +212,12 @@ def _terminate_for_test(settings: Settings, tx: LoadTransaction, dsn: str, attem
 
 
 def _digest(jsons: pl.DataFrame) -> str:
-    """Names the state of the tree a load saw: every search file's path, size and mtime."""
-    return hashlib.sha256(jsons.select("rel", "size", "mtime_ns").write_csv().encode()).hexdigest()
+    """Names the state of the tree a load saw: every search file's path, size and mtime (as CSV,
+    hashed a slice at a time: the whole text of a million files would be ~120 MB more at once)."""
+    digest = hashlib.sha256()
+    for i, part in enumerate(jsons.select("rel", "size", "mtime_ns").iter_slices(100_000)):
+        digest.update(part.write_csv(include_header=i == 0).encode())
+    return digest.hexdigest()
 
 
 def _summary(rep: Report) -> dict[str, Any]:

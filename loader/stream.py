@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from loader.merge import LoadTransaction
 
 
+REPAIR_SLICE = 50_000  # screenshots asked of the store at a time by repair_store
+
+
 class ChunkStream:
     """One attempt's chunks as they arrive: stage them, store their screenshots; pipeline drives it."""
 
@@ -160,10 +163,13 @@ class ChunkStream:
         if self.settings.dry_run or not self.man.images.height:
             return
         staged = pl.concat(self.staged) if self.staged else pl.Series(dtype=pl.String)
-        rest = self.man.images.filter(pl.col("error").is_null() & ~pl.col("image_rel").is_in(staged.implode()))
+        rest = pl.col("error").is_null() & ~pl.col("image_rel").is_in(staged.implode())
         with self.rep.phase("store"):
-            missing = set(self.store.missing(rest["content_hash"].unique().to_list()))
-            lost = rest.filter(pl.col("content_hash").is_in(list(missing)))
+            hashes = self.man.images.lazy().filter(rest).select(pl.col("content_hash").unique()).collect()
+            missing: list[str] = []
+            for part in hashes.iter_slices(REPAIR_SLICE):  # a million hashes as one Python list: ~100 MB
+                missing += self.store.missing(part["content_hash"].to_list())
+            lost = self.man.images.filter(rest & pl.col("content_hash").is_in(missing))
             lost = lost.filter(pl.Series([_unchanged(p, s, m) for p, s, m in
                                           lost.select("path", "size", "mtime_ns").iter_rows()], dtype=pl.Boolean))
             if lost.height:
