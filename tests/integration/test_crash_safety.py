@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+import polars as pl
 import psycopg
 import pytest
 
@@ -162,6 +164,35 @@ def test_corrupt_or_truncated_manifest_is_rebuilt(settings: Settings, dsn: str, 
         assert rep.warnings_by_kind.get("manifest_rebuilt") == 1
         assert rep.files_skipped == 0 and (rep.rows_inserted, rep.rows_updated) == (0, 0)
         assert snapshot(dsn, settings.image_dir) == reference
+
+
+def test_a_rerun_with_nothing_to_parse_leaves_the_manifest_untouched(settings: Settings, dsn: str,
+                                                                     reference: dict[str, Any]) -> None:
+    first = pipeline.run(settings)
+    (manifest,) = settings.manifest_dir.glob("*.parquet")
+    before = (manifest.read_bytes(), manifest.stat().st_mtime_ns)
+    rep = pipeline.run(settings)
+    assert (rep.files_loaded, rep.files_skipped, rep.files_rejected) == (0, first.files_loaded, first.files_rejected)
+    assert first.files_rejected > 0  # the broken files are reported again, from the manifest
+    assert (manifest.read_bytes(), manifest.stat().st_mtime_ns) == before
+    # The run is still recorded, and the manifest it left is still the database's own.
+    assert query(dsn, "SELECT count(*) FROM load_runs WHERE status = 'ok'") == [(2,)]
+    again = pipeline.run(settings)
+    assert again.files_loaded == 0 and "manifest_stale" not in again.warnings_by_kind
+    assert snapshot(dsn, settings.image_dir) == reference
+
+
+def test_a_version_2_manifest_is_still_used(settings: Settings, dsn: str, reference: dict[str, Any]) -> None:
+    """Written before rejects kept their reasons: its loaded files are skipped, its rejects read again."""
+    first = pipeline.run(settings)
+    (manifest,) = settings.manifest_dir.glob("*.parquet")
+    header = orjson.loads(pl.read_parquet_metadata(manifest)["pharmload"])
+    old = pl.read_parquet(manifest).drop("code", "detail")
+    old.write_parquet(manifest, metadata={"pharmload": orjson.dumps({**header, "version": 2}).decode()})
+    rep = pipeline.run(settings)
+    assert "manifest_rebuilt" not in rep.warnings_by_kind
+    assert (rep.files_skipped, rep.files_rejected, rep.files_loaded) == (first.files_loaded, first.files_rejected, 0)
+    assert snapshot(dsn, settings.image_dir) == reference
 
 
 def test_stale_manifest_for_a_reset_database_reloads_everything(settings: Settings, dsn: str,
