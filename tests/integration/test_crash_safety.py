@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import polars as pl
 import psycopg
 import pytest
 
-from loader import pipeline
+from loader import pipeline, workers
 from loader.errors import DatabaseError, LockBusyError, TransientDatabaseError
 from loader.merge import LOCK_NAMESPACE
 from loader.settings import Settings
@@ -192,6 +193,24 @@ def test_a_version_2_manifest_is_still_used(settings: Settings, dsn: str, refere
     rep = pipeline.run(settings)
     assert "manifest_rebuilt" not in rep.warnings_by_kind
     assert (rep.files_skipped, rep.files_rejected, rep.files_loaded) == (first.files_loaded, first.files_rejected, 0)
+    assert snapshot(dsn, settings.image_dir) == reference
+
+
+def test_workers_renewed_during_a_load_give_the_same_end_state(settings: Settings, dsn: str,
+                                                             reference: dict[str, Any],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[object] = []
+
+    class Counted(ProcessPoolExecutor):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
+    monkeypatch.setattr(workers, "ProcessPoolExecutor", Counted)
+    rep = pipeline.run(settings.replace(max_workers=2, chunk_files=1))
+    assert len(started) >= 3  # one chunk per file, new workers every 4 chunks
+    assert rep.files_found == rep.files_loaded + rep.files_rejected
     assert snapshot(dsn, settings.image_dir) == reference
 
 
