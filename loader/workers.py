@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from multiprocessing import forkserver
 from typing import Any, TypeVar
 
@@ -119,7 +119,8 @@ def start_early(size: int) -> None:
     """
     if size > 1:
         multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-        forkserver.ensure_running()
+        with suppress(OSError):  # only a head start: pool() starts it, or reports why not
+            forkserver.ensure_running()
 
 
 @contextmanager
