@@ -79,7 +79,7 @@ def _parse_dates(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
             mapping = {v: _dateutil(v) for v in left[c].unique().to_list()}
             fixed = pl.DataFrame({c: list(mapping), c + "_late": list(mapping.values())},
                                  schema={c: pl.String, c + "_late": pl.Date})
-            rows = rows.join(fixed, on=c, how="left").with_columns(
+            rows = rows.join(fixed, on=c, how="left", maintain_order="left").with_columns(
                 pl.coalesce(c + "_parsed", c + "_late").alias(c + "_parsed")
             ).drop(c + "_late")
             bad = rows.filter(pl.col(c).is_not_null() & pl.col(c + "_parsed").is_null())

@@ -152,7 +152,7 @@ class Manifest:
         rejected = self.files.filter((pl.col("state") == "rejected") & pl.col("code").is_not_null()
                                      & ~pl.col("code").is_in(RETRIED_CODES))
         return todo.join(rejected.select("rel", "size", "mtime_ns", "code", "detail"),
-                         on=["rel", "size", "mtime_ns"], how="inner")
+                         on=["rel", "size", "mtime_ns"], how="inner", maintain_order="left")
 
     def forget_files(self) -> None:
         self.files = pl.DataFrame(schema=FILE_SCHEMA)

@@ -202,7 +202,7 @@ def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.Da
     todo = jsons.lazy().join(man.loaded_files().lazy(), on=["rel", "size", "mtime_ns"], how="anti",
                              maintain_order="left").collect(engine="streaming")
     remembered = man.remembered_rejects(todo, settings.parse_key)
-    return todo.join(remembered.select("rel"), on="rel", how="anti"), remembered
+    return todo.join(remembered.select("rel"), on="rel", how="anti", maintain_order="left"), remembered
 
 
 def _terminate_for_test(settings: Settings, tx: LoadTransaction, dsn: str, attempt: int, point: str) -> None:

@@ -195,7 +195,7 @@ class ChunkStream:
             "rel", "size", "mtime_ns",
             pl.when(pl.col("file_id").is_in(loaded.implode())).then(pl.lit("pending"))
             .otherwise(pl.lit("rejected")).alias("state"),
-        ).join(reasons, on="rel", how="left")
+        ).join(reasons, on="rel", how="left", maintain_order="left")
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:
