@@ -10,7 +10,6 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loader import workers
@@ -55,10 +54,7 @@ def _when(ts: Any) -> str:
     return ts.strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
 
 
-def _print_status(settings: Settings) -> None:
-    from loader import commands
-
-    rows = commands.status(settings)
+def _print_status(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no datasets yet")
         return
@@ -71,12 +67,9 @@ def _print_status(settings: Settings) -> None:
         print(f"{r['id']:>4}  {r['tag']:<28} {r['rows']:>9} {r['images']:>8}  {last}")
 
 
-def _print_runs(settings: Settings) -> None:
-    from loader import commands
-
-    rows = commands.runs(settings)
+def _print_runs(rows: list[dict[str, Any]], tag: str | None) -> None:
     if not rows:
-        print("no loads yet" + (f" for tag {settings.tag!r}" if settings.tag else ""))
+        print("no loads yet" + (f" for tag {tag!r}" if tag else ""))
         return
     print(f"{'run':>5}  {'finished':<23} {'secs':>6}  {'tag':<24} {'outcome':<7} {'files':>7} {'skip':>6} "
           f"{'rej':>5} {'ins':>7} {'upd':>7} {'same':>7}")
@@ -86,8 +79,8 @@ def _print_runs(settings: Settings) -> None:
               f"{r['rows_inserted']:>7} {r['rows_updated']:>7} {r['rows_unchanged']:>7}")
 
 
-def _load(settings: Settings, load: Callable[[Settings], Report]) -> int:
-    rep = load(settings)
+def _load_outcome(settings: Settings, rep: Report) -> int:
+    """Print a load's report; its exit code."""
     print(rep.render(), file=sys.stderr)
     if rep.verify.get("result") == "mismatch":
         for m in rep.verify["mismatches"]:
@@ -114,13 +107,13 @@ def run(argv: list[str]) -> int:
 
     try:
         if settings.command == "load":
-            return _load(settings, pipeline.run)
+            return _load_outcome(settings, pipeline.run(settings))
         if settings.command == "init-db":
             print(f"schema {commands.init_db(settings)}")
         elif settings.command == "status":
-            _print_status(settings)
+            _print_status(commands.status(settings))
         elif settings.command == "runs":
-            _print_runs(settings)
+            _print_runs(commands.runs(settings), settings.tag)
         return EXIT_OK
     except PharmloadError as exc:
         message = str(exc)
