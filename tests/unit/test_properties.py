@@ -313,6 +313,8 @@ def test_size_limit_rejects_only_the_file_over_it(folder: Path, hostile: bytes, 
                                          "result_status", "pharmacy_name@metadata"]))
 @example(text="01/15/0000", field="issue_date")  # there is no year 0
 @example(text="-0001-01-01", field="expiration_date")
+@example(text="\ud800\udfff", field="license_number")  # a surrogate pair: one valid character
+@example(text="\udfff\ud800", field="license_number")  # two lone halves
 def test_any_string_in_a_text_field_loads_the_file(folder: Path, text: str, field: str) -> None:
     """A string (without lone surrogates, which JSON text cannot hold as UTF-8) in a license, address or
     status field never rejects the file: only metadata decides that."""
@@ -328,6 +330,8 @@ def test_any_string_in_a_text_field_loads_the_file(folder: Path, text: str, fiel
         lic["address"][field] = text
     hostile = json.dumps(doc, ensure_ascii=True).encode()
     chunk = _parse(folder, hostile, 10 * 1024 * 1024, "UTC")
-    lone_surrogate = any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+    # JSON's \uD800\uDFFF escapes pair up into one character: only an unpaired half is invalid.
+    paired = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+    lone_surrogate = any(0xD800 <= ord(c) <= 0xDFFF for c in paired)
     assert _check_parsed(chunk, hostile, 10 * 1024 * 1024) is not lone_surrogate
     _check_clean(chunk)
