@@ -12,7 +12,7 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from loader import workers
+from loader import headstart
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
 from loader.settings import Settings, load_settings
 
@@ -101,7 +101,7 @@ def run(argv: list[str]) -> int:
         return EXIT_USAGE
     _setup_logging(settings)
     if settings.command == "load":
-        workers.start_early(settings.workers)
+        headstart.start_workers(settings)
     # Imported only now, so that the worker processes' start-up overlaps these ~0.3 s of imports.
     from loader import commands, pipeline
 

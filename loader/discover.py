@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-JSON_SUFFIX = "_parse.json"
+from loader.headstart import JSON_SUFFIX
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from typing import Any
 
 import polars as pl
 
-from loader.discover import JSON_SUFFIX, inside
+from loader.discover import inside
 from loader.errors import StorageError
+from loader.headstart import JSON_SUFFIX
 
 BLOCK = 1 << 20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -12,7 +12,6 @@ holds no secret: the target database is named by a digest of its DSN without the
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import time
@@ -40,11 +39,6 @@ IMAGE_SCHEMA: dict[str, Any] = {
 KNOWN_COLUMNS = ("size", "mtime_ns", "content_hash", "file_size", "content_type", "width", "height")
 ROW_GROUP = 50_000  # rows: open() streams the file a row group at a time
 SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
-
-
-def manifest_path(folder: Path, states_dir: Path, tag: str) -> Path:
-    key = hashlib.sha256(f"{states_dir.resolve()}\0{tag}".encode()).hexdigest()[:20]
-    return folder / f"{key}.parquet"
 
 
 @dataclass

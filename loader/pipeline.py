@@ -22,7 +22,7 @@ import polars as pl
 from loader import db, discover, parse, report, verify, workers
 from loader.backend import database, image_store
 from loader.errors import LoadError, PharmloadError
-from loader.manifest import Manifest, manifest_path
+from loader.manifest import Manifest
 from loader.merge import LoadTransaction
 from loader.metrics import write_metrics
 from loader.progress import Progress
@@ -52,15 +52,14 @@ def run(settings: Settings) -> Report:
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
     progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     t0 = time.perf_counter()
-    states_dir = settings.states_dir or (settings.single_file.parent if settings.single_file else None)
-    assert states_dir is not None
+    states_dir = settings.tree
     try:
         with rep.phase("plan"):
             plan = discover.plan(states_dir, settings.image_roots, settings.single_file)
         progress.note("plan: %d search files, %d other files below %s", plan.jsons.height, plan.other_files,
                       states_dir)
         checkpoint(settings, "planned")
-        path = manifest_path(settings.manifest_dir, states_dir, settings.tag or "")
+        path = settings.manifest_file
         man, why = Manifest.open(path, states_dir, settings.tag or "", settings.target_id)
         if why:
             log.warning("%s: %s; rebuilding it (every file is parsed again)", path, why)

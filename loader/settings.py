@@ -100,6 +100,20 @@ class Settings:
         under other ones is parsed again."""
         return f"{self.source_timezone}|{self.max_json_bytes}"
 
+    @property
+    def tree(self) -> Path:
+        """The folder a load walks: --states-dir, or the folder of --single-file."""
+        folder = self.states_dir or (self.single_file.parent if self.single_file else None)
+        if folder is None:
+            raise ConfigError("give --states-dir or --single-file")
+        return folder
+
+    @property
+    def manifest_file(self) -> Path:
+        """This (states folder, tag)'s manifest: one per pair, named by a digest of both."""
+        key = hashlib.sha256(f"{self.tree.resolve()}\0{self.tag or ''}".encode()).hexdigest()[:20]
+        return self.manifest_dir / f"{key}.parquet"
+
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 

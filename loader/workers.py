@@ -8,16 +8,17 @@ pool is running, and preloading keeps worker start-up to a fork.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
-from multiprocessing import forkserver
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -112,12 +113,12 @@ def _watch_parent(parent: int) -> None:
 
 def start_early(size: int) -> None:
     """Start the forkserver now, so that it imports PRELOAD (polars, ~0.3 s) while the loader is
-    still importing its own modules and walking the tree, instead of when the pool starts.
-
-    Called before it is known whether the load needs worker processes: when it does not, the
-    forkserver has cost some CPU time on another core, and it exits with the loader.
-    """
+    still importing its own modules and walking the tree, instead of when the pool starts
+    (headstart.py decides when that is worth it)."""
     if size > 1:
+        import multiprocessing
+        from multiprocessing import forkserver
+
         multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
         with suppress(OSError):  # only a head start: pool() starts it, or reports why not
             forkserver.ensure_running()
@@ -128,6 +129,10 @@ def pool(size: int) -> Iterator[Pool]:
     if size <= 1:
         yield Pool(_Inline(), 1)
         return
+    # Imported here: a load that runs in-process never pays for multiprocessing's ~30 ms of imports.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)  # no effect when start_early() already started it
 

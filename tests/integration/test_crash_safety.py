@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent import futures
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -207,7 +208,7 @@ def test_workers_renewed_during_a_load_give_the_same_end_state(settings: Setting
             started.append(self)
 
     monkeypatch.setattr(workers, "TASKS_PER_WORKER", 2)
-    monkeypatch.setattr(workers, "ProcessPoolExecutor", Counted)
+    monkeypatch.setattr(futures, "ProcessPoolExecutor", Counted)  # workers.pool() imports it when called
     rep = pipeline.run(settings.replace(max_workers=2, chunk_files=1))
     assert len(started) >= 3  # one chunk per file, new workers every 4 chunks
     assert rep.files_found == rep.files_loaded + rep.files_rejected
