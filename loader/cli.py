@@ -102,7 +102,7 @@ def run(argv: list[str]) -> int:
     _setup_logging(settings)
     if settings.command == "load":
         headstart.start_workers(settings)
-    # Imported only now, so that the worker processes' start-up overlaps these ~0.3 s of imports.
+    # Imported only now, so that a head start's worker start-up overlaps these ~0.3 s of imports.
     from loader import commands, pipeline
 
     try:

@@ -33,7 +33,7 @@ def start_workers(settings: Settings) -> bool:
         return False  # a re-run or an incremental load: only the manifest knows how much is left
     if not more_search_files_than(settings.tree, settings.chunk_files):
         return False
-    workers.start_early(settings.workers)
+    workers.start_early()
     return True
 
 

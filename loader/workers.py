@@ -111,17 +111,16 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True, name="pharmload-parent-watch").start()
 
 
-def start_early(size: int) -> None:
+def start_early() -> None:
     """Start the forkserver now, so that it imports PRELOAD (polars, ~0.3 s) while the loader is
     still importing its own modules and walking the tree, instead of when the pool starts
     (headstart.py decides when that is worth it)."""
-    if size > 1:
-        import multiprocessing
-        from multiprocessing import forkserver
+    import multiprocessing
+    from multiprocessing import forkserver
 
-        multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
-        with suppress(OSError):  # only a head start: pool() starts it, or reports why not
-            forkserver.ensure_running()
+    multiprocessing.get_context("forkserver").set_forkserver_preload(PRELOAD)
+    with suppress(OSError):  # only a head start: pool() starts it, or reports why not
+        forkserver.ensure_running()
 
 
 @contextmanager
