@@ -7,9 +7,11 @@ Known failures (PharmloadError) become one line naming the cause and their exit 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from loader import headstart
@@ -92,6 +94,25 @@ def _load_outcome(settings: Settings, rep: Report) -> int:
     return EXIT_OK
 
 
+@contextlib.contextmanager
+def _kept_for_good() -> Iterator[None]:
+    """No cyclic garbage collection while the libraries are imported, and none of it later either.
+
+    Importing polars, psycopg and the loader leaves ~82,000 objects the collector tracks, all of
+    them alive until the process exits. It ran ~100 times during those imports, and a full
+    collection of them takes 0.04 s: together 0.02-0.05 s of a 0.6 s load of 515 files.
+    gc.freeze() moves them out of its reach; objects made by the load itself are collected as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def run(argv: list[str]) -> int:
     """The whole command; returns the exit code."""
     try:
@@ -100,10 +121,11 @@ def run(argv: list[str]) -> int:
         print(f"pharmload: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(settings)
-    if settings.command == "load":
-        headstart.start_workers(settings)
-    # Imported only now, so that a head start's worker start-up overlaps these ~0.3 s of imports.
-    from loader import commands, pipeline
+    with _kept_for_good():
+        if settings.command == "load":
+            headstart.start_workers(settings)
+        # Imported only now, so that a head start's worker start-up overlaps these ~0.3 s of imports.
+        from loader import commands, pipeline
 
     try:
         if settings.command == "load":
