@@ -14,7 +14,9 @@ WITH src AS (
            src.issue_date, src.expiration_date, src.result_status, doc.raw -> 'metadata', doc.raw, i.content_hash
     FROM src
     JOIN stage_files f ON f.file_order = src.file_order
-    CROSS JOIN LATERAL (SELECT f.raw::jsonb AS raw) doc  -- parsed once, for the winning rows only
+    -- Parsed once per winning row: OFFSET 0 keeps the planner from pulling the subquery up and
+    -- putting f.raw::jsonb in place of doc.raw twice below (it did: two parses of every row's file).
+    CROSS JOIN LATERAL (SELECT f.raw::jsonb AS raw OFFSET 0) doc
     LEFT JOIN stage_file_images fi ON fi.file_order = src.file_order
     LEFT JOIN (SELECT DISTINCT ON (image_rel) image_rel, content_hash
                FROM stage_image_assets ORDER BY image_rel) i ON i.image_rel = fi.image_rel
