@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -102,7 +102,9 @@ class Report:
                 "rows_unchanged": self.rows_unchanged, "images_stored": self.images_stored}
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The report as JSON-ready values. Shallow, for it is only ever serialized: asdict() deep-copied
+        every reject tuple, value by value, only for the list to be cut to MAX_LISTED (~4 ms at 400)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["rejects"] = [{"file": f, "reason": r, "detail": d} for f, r, d in self.rejects[:MAX_LISTED]]
         data["phases"] = {k: round(v, 4) for k, v in self.phases.items()}
         data["elapsed"] = round(self.elapsed, 4)
