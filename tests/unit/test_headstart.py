@@ -1,10 +1,14 @@
-"""When the loader starts its worker processes before its own imports (headstart.py)."""
+"""The loader's start-up: when it starts its worker processes before its own imports
+(headstart.py), and what the CLI does with the objects those imports leave."""
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
-from loader import headstart
+import pytest
+
+from loader import cli, headstart
 from loader.settings import Settings
 
 
@@ -62,3 +66,17 @@ def test_head_start_for_a_first_load_of_more_than_a_chunk(tmp_path: Path) -> Non
     settings.manifest_dir.mkdir()
     settings.manifest_file.write_bytes(b"")
     assert headstart.start_workers(settings.replace(full=True))  # --full parses everything again
+
+
+def test_imports_are_frozen_and_the_collector_is_back_on_even_after_an_error() -> None:
+    assert gc.isenabled()
+    before = gc.get_freeze_count()
+    try:
+        with pytest.raises(RuntimeError), cli._kept_for_good():
+            assert not gc.isenabled()  # no collections while the libraries import
+            imported = [[i] for i in range(1000)]  # stands for the objects an import leaves behind
+            raise RuntimeError("an import failed")
+        assert gc.isenabled()  # a long load still collects its own garbage
+        assert gc.get_freeze_count() >= before + len(imported)
+    finally:
+        gc.unfreeze()
