@@ -51,6 +51,23 @@ def test_plan_refuses_a_search_file_symlinked_outside_the_root(tmp_path: Path) -
     assert [(rel, code) for rel, code, _ in plan.refused] == [("PA/Evil_parse.json", "outside_root")]
 
 
+def test_plan_walks_no_symlinked_folder_and_fingerprints_what_it_opens(tmp_path: Path) -> None:
+    root = tmp_path / "scrape"
+    _touch(root, "2025-08-03/FL/A_parse.json", "2025-08-03/FL/sub/B_parse.json")
+    os.symlink(root / "2025-08-03/FL", root / "2025-08-03/FL-again")  # inside the root, still not walked
+    os.symlink(root / "2025-08-03/FL/A_parse.json", root / "2025-08-03/FL/sub/alias_parse.json")
+    plan = discover.plan(root)
+    rows = plan.jsons.select("rel", "link", "size", "mtime_ns").rows()
+    target = str(root.resolve() / "2025-08-03/FL/A_parse.json")
+    assert [(rel, link) for rel, link, _, _ in rows] == [
+        ("2025-08-03/FL/A_parse.json", None), ("2025-08-03/FL/sub/B_parse.json", None),
+        ("2025-08-03/FL/sub/alias_parse.json", target)]
+    for (rel, _, size, mtime_ns), path in zip(rows, plan.paths(plan.jsons), strict=True):
+        st = os.stat(path)  # a symlinked search file is fingerprinted by the file it leads to
+        assert (size, mtime_ns) == (st.st_size, st.st_mtime_ns), rel
+    assert plan.other_files == 1  # the folder symlink, counted as a file that is not a search file
+
+
 def test_plan_single_file(tmp_path: Path) -> None:
     _touch(tmp_path, "PA/a_parse.json", "PA/b_parse.json")
     plan = discover.plan(tmp_path, single_file=tmp_path / "PA/b_parse.json")
