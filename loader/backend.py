@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from loader import db, embedded, images
+from loader import db, embedded
 from loader.settings import Settings
+from loader.store import LocalStore
 
 if TYPE_CHECKING:
     from loader.supabase_store import SupabaseStore
 
-    Store = images.LocalStore | SupabaseStore
+    Store = LocalStore | SupabaseStore
 
 
 @contextmanager
@@ -37,4 +38,4 @@ def image_store(settings: Settings) -> Store:
         return SupabaseStore(settings.supabase_url, settings.supabase_key, settings.bucket,
                              settings.max_concurrent_uploads, settings.retries, settings.retry_delay,
                              settings.upload_timeout)
-    return images.LocalStore(settings.image_dir, link=settings.image_link)
+    return LocalStore(settings.image_dir, link=settings.image_link)

@@ -124,12 +124,17 @@ def run(argv: list[str]) -> int:
     with _kept_for_good():
         if settings.command == "load":
             headstart.start_workers(settings)
-        # Imported only now, so that a head start's worker start-up overlaps these ~0.3 s of imports.
-        from loader import commands, pipeline
+        # Imported only now, so that a head start's worker start-up overlaps these imports.
+        from loader import commands, unchanged
 
     try:
         if settings.command == "load":
-            return _load_outcome(settings, pipeline.run(settings))
+            rep = unchanged.rerun(settings)  # a re-run of an unchanged tree never imports polars
+            if rep is None:
+                with _kept_for_good():
+                    from loader import pipeline
+                rep = pipeline.run(settings)
+            return _load_outcome(settings, rep)
         if settings.command == "init-db":
             print(f"schema {commands.init_db(settings)}")
         elif settings.command == "status":

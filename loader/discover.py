@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from loader.headstart import JSON_SUFFIX
+from loader.walk import Found, walk
 
 
 @dataclass(frozen=True)
@@ -44,132 +44,25 @@ class Plan:
         return [link or prefix + rel for rel, link in zip(part["rel"], part["link"], strict=True)]
 
 
-BATCH = 100_000  # files the walk keeps as Python objects before it turns them into columns
+SCHEMA = {"rel": pl.String, "link": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
 
 
-def inside(path: str, roots: tuple[str, ...]) -> bool:
-    """Whether path (resolved) lies in one of the roots."""
-    return any(path == r or path.startswith(r + os.sep) for r in roots)
-
-
-class _Columns:
-    """What the walk finds, kept as columns: a million files must not cost a million tuples."""
-
-    def __init__(self) -> None:
-        self.rel: list[str] = []
-        self.link: list[str | None] = []  # the resolved target of a symlink, else None
-        self.size: list[int] = []
-        self.mtime_ns: list[int] = []
-        self.depth = 0
-        self.others = 0
-        self.parts: list[pl.DataFrame] = []
-
-    def add(self, rel: str, link: str | None, size: int, mtime_ns: int) -> None:
-        self.rel.append(rel)
-        self.link.append(link)
-        self.size.append(size)
-        self.mtime_ns.append(mtime_ns)
-        if len(self.rel) >= BATCH:  # Python objects cost ~5x their column: move them into one
-            self.parts.append(self._batch())
-
-    def _batch(self) -> pl.DataFrame:
-        cols = {"rel": self.rel, "link": self.link, "size": self.size, "mtime_ns": self.mtime_ns}
-        schema = {"rel": pl.String, "link": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64}
-        batch = pl.DataFrame(cols, schema=schema)
-        self.rel, self.link, self.size, self.mtime_ns = [], [], [], []
-        return batch
-
-    def frame(self) -> pl.DataFrame:
-        return pl.concat([*self.parts, self._batch()])
-
-
-def _utf8(name: str) -> bool:
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:  # os.scandir hands undecodable bytes back as surrogate escapes
-        return False
-    return True
-
-
-def _walk(root: Path, roots: tuple[str, ...]) -> tuple[_Columns, list[tuple[str, str, str]]]:
-    """Every search file below root (symlinks only when they stay inside the roots), the depth of
-    every other file, and the search files refused unread.
-
-    Each folder is opened relative to root, and its entries are stat'ed relative to that folder
-    (fstatat): resolving one name instead of the whole path makes the walk ~11% faster (0.10 ->
-    0.09 s at 20,000 search files, 0.76 -> 0.67 s at 100,000; a re-run is mostly this walk). A
-    folder swapped for a symlink after it was listed is not followed (O_NOFOLLOW). Only one
-    folder is open at a time, however wide the tree."""
-    found = _Columns()
-    refused: list[tuple[str, str, str]] = []
-    top = str(root)
-    try:
-        top_fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return found, refused
-    stack = [("", 1)]
-    try:
-        while stack:
-            prefix, depth = stack.pop()
-            try:
-                fd = os.open(prefix or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top_fd)
-            except OSError:
-                continue
-            try:
-                _walk_folder(fd, top, prefix, depth, roots, found, refused, stack)
-            finally:
-                os.close(fd)
-    finally:
-        os.close(top_fd)
-    return found, refused
-
-
-def _walk_folder(fd: int, top: str, prefix: str, depth: int, roots: tuple[str, ...], found: _Columns,
-                 refused: list[tuple[str, str, str]], stack: list[tuple[str, int]]) -> None:
-    """One folder of _walk, open as fd: its search files into found, its sub-folders onto stack."""
-    try:
-        entries = list(os.scandir(fd))
-    except OSError:
-        return
-    for entry in entries:
-        rel = prefix + entry.name
-        if not _utf8(rel):
-            shown = rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-            if shown.endswith(JSON_SUFFIX):
-                refused.append((shown, "unreadable", "file name is not UTF-8; not read"))
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            stack.append((rel + "/", depth + 1))
-            continue
-        if not rel.endswith(JSON_SUFFIX):
-            found.others += 1
-            found.depth = max(found.depth, depth)
-            continue
-        link = None
-        if entry.is_symlink():
-            link = os.path.realpath(os.path.join(top, rel))
-            if not inside(link, roots):
-                refused.append((rel, "outside_root", "symlink points outside the states folder; not read"))
-                continue
-        try:
-            if not entry.is_file():
-                continue
-            st = entry.stat()
-        except OSError:
-            continue
-        found.add(rel, link, st.st_size, st.st_mtime_ns)
+def _frame(found: Found) -> pl.DataFrame:
+    return pl.DataFrame(dict(zip(SCHEMA, found.take(), strict=True)), schema=SCHEMA)
 
 
 def plan(states_dir: Path, image_roots: tuple[Path, ...] = (), single_file: Path | None = None) -> Plan:
     """Walk the states folder (and image roots) once; sort search files by path."""
     root = states_dir.resolve()
     roots = (str(root), *(str(r.resolve()) for r in image_roots))
-    found, refused = _walk(root, roots)
+    parts: list[pl.DataFrame] = []
+    found, refused = walk(root, roots, flush=lambda full: parts.append(_frame(full)))
     depth, others = found.depth, found.others
-    jsons = found.frame().sort("rel")
+    jsons = pl.concat([*parts, _frame(found)]).sort("rel")
     del found
+    parts.clear()
     for extra in roots[1:]:
-        more, _ = _walk(Path(extra), roots)
+        more, _ = walk(Path(extra), roots, flush=Found.take)  # only their depth counts
         depth, others = max(depth, more.depth), others + more.others
     if single_file is not None:
         wanted = str(single_file.resolve())

@@ -10,17 +10,18 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import polars as pl
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from loader import db
 from loader.errors import LockBusyError
-from loader.frame import FILE_COLUMNS, ROW_COLUMNS, to_csv
+
+if TYPE_CHECKING:
+    import polars as pl
 
 IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
                  "height")
@@ -85,6 +86,10 @@ class LoadTransaction:
 
     def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
         """Stage one chunk: rows (chunks may repeat keys, the merge picks one), files, screenshot refs."""
+        # Imported here, as polars is: an unchanged re-run (unchanged.py) uses this transaction
+        # without staging anything, and is over before polars would have finished importing.
+        from loader.frame import FILE_COLUMNS, ROW_COLUMNS, to_csv
+
         if rows_csv:
             self._copy("stage_search_results", ROW_COLUMNS, rows_csv)
         if files_csv:
@@ -94,6 +99,8 @@ class LoadTransaction:
                        to_csv(file_images, ("file_order", "image_rel")))
 
     def copy_images(self, frame: pl.DataFrame) -> None:
+        from loader.frame import to_csv  # see copy_chunk
+
         if frame.height:
             self._copy("stage_image_assets", IMAGE_COLUMNS, to_csv(frame, IMAGE_COLUMNS))
 

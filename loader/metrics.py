@@ -9,9 +9,16 @@ that has not succeeded for too long.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from loader import report
+from loader.errors import LoadError
 from loader.report import Report, write_atomically
+
+if TYPE_CHECKING:
+    from loader.settings import Settings
 
 HELP = {
     "pharmload_last_run_start_timestamp_seconds": "Start of the last load of the tag (Unix time).",
@@ -77,3 +84,17 @@ def write_metrics(path: Path, rep: Report, success: bool, end: float) -> None:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
             lines += [f"{n}{{{lab}}} {v}" for n, lab, v in sorted(rows, key=lambda s: s[1])]
     write_atomically(path, ("\n".join(lines) + "\n").encode())
+
+
+def write_outputs(settings: Settings, rep: Report) -> None:
+    """What a run leaves for its operators, failed or not: the metrics file, the rejects file and
+    the JSON report, each where the settings ask for one."""
+    try:
+        if settings.metrics_file is not None and not settings.dry_run:
+            write_metrics(settings.metrics_file, rep, success=rep.status == "ok", end=time.time())
+        if settings.rejects is not None:
+            report.write_rejects(settings.rejects, rep.rejects)
+        if settings.report_json is not None:
+            report.write_json(settings.report_json, rep)
+    except OSError as exc:
+        raise LoadError(f"cannot write the report: {exc}") from exc

@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import db, discover, parse, report, verify, workers
+from loader import db, discover, parse, unchanged, verify, walk, workers
 from loader.backend import database, image_store
-from loader.errors import LoadError, PharmloadError
+from loader.errors import PharmloadError
 from loader.manifest import Manifest
 from loader.merge import LoadTransaction
-from loader.metrics import write_metrics
+from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
 from loader.settings import Settings
@@ -87,7 +87,7 @@ def run(settings: Settings) -> Report:
         raise
     finally:
         rep.elapsed = time.perf_counter() - t0
-        _write_outputs(settings, rep)
+        write_outputs(settings, rep)
 
 
 def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
@@ -110,6 +110,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
     if manifest_problem:
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
     refused = list(plan.refused)
+    on_disk = man.committed  # the committed load the manifest file names, until this attempt saves it
     conn = db.connect(dsn, settings.secrets)
     tx = LoadTransaction(conn, settings.secrets)
     try:
@@ -175,15 +176,17 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         checkpoint(settings, "merged")
         if settings.dry_run:
             return None
+        digest = _digest(plan.jsons)
         with rep.phase("commit"):
-            rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), _summary(rep), load_id=load_id,
-                                       manifest_digest=_digest(plan.jsons))
+            rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), rep.summary(), load_id=load_id,
+                                       manifest_digest=digest)
             tx.commit()
         progress.note("commit: load %s committed as run %s", load_id[:12], rep.run_id)
         checkpoint(settings, "committed")
         man.promote(load_id)
         if save:
             man.save()
+        _seal(settings, plan, man, load_id if save else on_disk, digest)
         checkpoint(settings, "done")
         assert rep.dataset_id is not None
         return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
@@ -219,20 +222,22 @@ def _digest(jsons: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _summary(rep: Report) -> dict[str, Any]:
-    data = rep.as_dict()
-    data.pop("warning_examples", None)
-    data.pop("rejects", None)
-    return data
-
-
-def _write_outputs(settings: Settings, rep: Report) -> None:
-    try:
-        if settings.metrics_file is not None and not settings.dry_run:
-            write_metrics(settings.metrics_file, rep, success=rep.status == "ok", end=time.time())
-        if settings.rejects is not None:
-            report.write_rejects(settings.rejects, rep.rejects)
-        if settings.report_json is not None:
-            report.write_json(settings.report_json, rep)
-    except OSError as exc:
-        raise LoadError(f"cannot write the report: {exc}") from exc
+def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str | None, digest: str) -> None:
+    """Leave the seal a re-run of the unchanged tree is checked against (unchanged.py), when every
+    search file's outcome stands in the manifest file as saved (none is retried by every run)."""
+    if committed is None or settings.single_file is not None or plan.jsons.height >= unchanged.LIMIT:
+        return
+    identity = unchanged.manifest_identity(settings)
+    fingerprint = walk.fingerprint(plan.jsons.select("rel", "link", "size", "mtime_ns").iter_rows())
+    current = unchanged.read_seal(settings)
+    if identity is None or (current is not None and current.fingerprint == fingerprint):
+        return
+    remembered = man.remembered_rejects(plan.jsons, settings.parse_key)
+    loaded = plan.jsons.join(man.loaded_files(), on=["rel", "size", "mtime_ns"], how="semi").height
+    if loaded + remembered.height != plan.jsons.height:
+        return
+    images = man.all_images().filter(pl.col("error").is_null())
+    unchanged.write_seal(settings, unchanged.Seal(
+        manifest=identity, key=unchanged.settings_key(settings), load_id=committed, fingerprint=fingerprint,
+        manifest_digest=digest, rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()),
+        hashes=tuple(images["content_hash"].unique().sort())))

@@ -110,6 +110,13 @@ class Report:
         data["elapsed"] = round(self.elapsed, 4)
         return data
 
+    def summary(self) -> dict[str, Any]:
+        """The report as load_runs keeps it: without the listed rejects and warnings."""
+        data = self.as_dict()
+        data.pop("warning_examples", None)
+        data.pop("rejects", None)
+        return data
+
     def render(self) -> str:
         """The end-of-run summary, as the old importer printed it."""
         bar = "=" * 72

@@ -16,7 +16,7 @@ import psycopg
 
 from loader import db
 from loader.frame import EXPECTED_COLUMNS, to_csv
-from loader.images import BLOCK
+from loader.store import BLOCK
 
 MAX_LISTED = 50
 

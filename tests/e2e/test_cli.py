@@ -123,6 +123,20 @@ def test_exit_0_when_everything_loaded(cli: Cli, dsn: str) -> None:
     assert cli.rejects_lines() == []
 
 
+def test_a_rerun_of_an_unchanged_tree_is_recorded_without_parsing(cli: Cli, dsn: str) -> None:
+    _tree(cli.scrape, bad=True)
+    assert cli.run(cli.load()).code == 1
+    res = cli.run(cli.load())
+    assert res.code == 1, res.stderr  # its reject still stands, and is reported again
+    assert "unchanged since load" in res.stderr
+    assert "Files: 3 found, 0 loaded, 1 rejected, 2 skipped" in res.stderr
+    assert [line["reason"] for line in cli.rejects_lines()] == ["invalid_json"]
+    rep = cli.report_json()
+    assert rep["note"].startswith("tree unchanged since load") and "parse" not in rep["phases"]
+    assert query(dsn, "SELECT files_seen, files_skipped, files_rejected FROM load_runs ORDER BY id") == [
+        (3, 0, 1), (3, 2, 1)]
+
+
 def test_exit_1_when_some_files_are_rejected(cli: Cli, dsn: str) -> None:
     _tree(cli.scrape, bad=True)
     res = cli.run(cli.load())
@@ -326,7 +340,9 @@ def test_password_never_printed_or_written(cli: Cli, dsn: str, secret_dsns: list
     assert run(cli.load("--debug-log", dsn=f"postgresql://nouser:{PASSWORD}@127.0.0.1:1/x")).code == 3
     assert run(cli.load(dsn=f"postgresql://nouser:{PASSWORD}@[::1/x")).code in (2, 3)
 
-    manifests = [manifest_text(p) for p in (cli.tmp / "manifests").rglob("*") if p.is_file()]
+    manifests = [manifest_text(p) if p.suffix == ".parquet" else p.read_text()  # and the seals beside them
+                 for p in (cli.tmp / "manifests").rglob("*") if p.is_file()]
+    assert any(p.name.endswith(".seal.json") for p in (cli.tmp / "manifests").iterdir())
     stored = [r[0] for r in query(dsn, "SELECT report::text FROM load_runs")]
     assert outputs and manifests and stored
     leaks = [text for text in outputs + manifests + stored if PASSWORD in text]

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from loader import pipeline
-from loader.images import storage_path
 from loader.settings import Settings
+from loader.store import storage_path
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_
 

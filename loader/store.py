@@ -1,0 +1,122 @@
+"""The local image store: a folder with one file per distinct screenshot, content-addressed.
+
+`sha256/ab/cd/<hash>.png`: storing is idempotent, a file already there is never written again,
+and a crash between storing and committing leaves only a file the next run reuses. Kept free of
+polars, so that an unchanged re-run (unchanged.py) can check the store before polars is imported.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from loader.errors import StorageError
+
+BLOCK = 1 << 20
+
+
+def storage_path(content_hash: str) -> str:
+    return f"sha256/{content_hash[:2]}/{content_hash[2:4]}/{content_hash}.png"
+
+
+def _copy_atomically(src: str, dst: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, BLOCK)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class LocalStore:
+    """A folder holding one file per distinct screenshot."""
+
+    storage_type = "local"
+    partial_failures = False  # a failure fails the load, so image rows need not wait for the store
+
+    def __init__(self, root: Path, link: bool = True) -> None:
+        self.root = root
+        self.link = link
+
+    def missing(self, hashes: list[str]) -> list[str]:
+        """The hashes not yet in the store: one access() each, relative to the open store folder
+        (a re-run asks this of every screenshot: 0.049 s for 18,000, against 0.056 s by whole paths)."""
+        try:
+            folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            return list(hashes)  # no store yet: nothing is in it
+        try:
+            return [h for h in hashes if not os.access(storage_path(h), os.F_OK, dir_fd=folder)]
+        finally:
+            os.close(folder)
+
+    def put(self, content_hash: str, src: str) -> bool:
+        """Hard-link the screenshot into the store (copy when across file systems, or when link is
+        off); True when it was not there yet.
+
+        A hard link shares the scrape's file: a scraper that later rewrites that file in place would
+        change the stored bytes too. `--image-link copy` trades speed for a store nothing can touch.
+        The folder is created only when the first attempt finds it missing: one system call per
+        screenshot in the common case, two or three for the first in its folder.
+        """
+        dst = os.path.join(str(self.root), storage_path(content_hash))
+        try:
+            try:
+                return self._place(src, dst)
+            except FileNotFoundError:
+                folder = os.path.dirname(dst)
+                try:
+                    os.mkdir(folder)
+                except FileNotFoundError:
+                    os.makedirs(folder, exist_ok=True)
+                except FileExistsError:
+                    pass
+                return self._place(src, dst)
+        except OSError as exc:
+            raise StorageError(f"cannot store screenshot {src} in {self.root}: {exc.strerror or exc}") from exc
+
+    def _place(self, src: str, dst: str) -> bool:
+        if not self.link:
+            if os.path.exists(dst):
+                return False
+            if not os.path.isdir(os.path.dirname(dst)):
+                raise FileNotFoundError(dst)
+            _copy_atomically(src, Path(dst))
+            return True
+        try:
+            os.link(src, dst)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            if os.path.exists(dst):
+                return False
+            _copy_atomically(src, Path(dst))
+        return True
+
+    def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:
+        """Store (hash, source path, content type) items: (how many were new, {}); a local failure
+        (disk full) fails the load instead of being reported per screenshot."""
+        return sum(self.put(content_hash, src) for content_hash, src, _ in items), {}
+
+    def sizes(self, hashes: list[str]) -> dict[str, int]:
+        """Size of each stored screenshot; absent ones are left out."""
+        found: dict[str, int] = {}
+        for h in hashes:
+            try:
+                found[h] = (self.root / storage_path(h)).stat().st_size
+            except OSError:
+                continue
+        return found
+
+    def local_path(self, content_hash: str) -> str | None:
+        return str(self.root / storage_path(content_hash))
