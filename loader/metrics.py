@@ -3,7 +3,8 @@
 One file can serve several tags (the cron job loads one tag per day folder): the lines of other
 tags are kept, this tag's are replaced. The file is replaced atomically, so the collector never
 reads half of it, and the last success time survives a failed run, so an alert can fire on a load
-that has not succeeded for too long.
+that has not succeeded for too long. `write_outputs` writes it with the rejects and report files,
+after every load, whichever way it ran (pipeline.py or unchanged.py).
 """
 
 from __future__ import annotations
