@@ -10,11 +10,11 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from loader.errors import StorageError
+from loader.report import write_atomically
 
 BLOCK = 1 << 20
 
@@ -24,16 +24,8 @@ def storage_path(content_hash: str) -> str:
 
 
 def _copy_atomically(src: str, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, BLOCK)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with open(src, "rb") as inp:
+        write_atomically(dst, lambda out: shutil.copyfileobj(inp, out, BLOCK))
 
 
 class LocalStore:
