@@ -237,7 +237,11 @@ def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str
     if loaded + remembered.height != plan.jsons.height:
         return
     images = man.all_images().filter(pl.col("error").is_null())
-    unchanged.write_seal(settings, unchanged.Seal(
-        manifest=identity, key=unchanged.settings_key(settings), load_id=committed, fingerprint=fingerprint,
-        manifest_digest=digest, rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()),
-        hashes=tuple(images["content_hash"].unique().sort())))
+    try:
+        unchanged.write_seal(settings, unchanged.Seal(
+            manifest=identity, key=unchanged.settings_key(settings), load_id=committed, fingerprint=fingerprint,
+            manifest_digest=digest, rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()),
+            hashes=tuple(images["content_hash"].unique().sort())))
+    except OSError as exc:  # the load has committed; without a seal, the next re-run takes the pipeline
+        log.warning("%s: cannot write it (%s); the next re-run parses nothing but takes the full way",
+                    unchanged.seal_path(settings), exc.strerror or exc)

@@ -121,3 +121,14 @@ def test_a_file_retried_by_every_run_gets_no_seal(settings: Settings, scrape: Sc
     monkeypatch.undo()
     assert pipeline.run(settings).files_loaded == 1  # readable now: then the tree is sealed
     assert unchanged.rerun(settings) is not None
+
+
+def test_a_seal_that_cannot_be_written_costs_only_the_fast_rerun(settings: Settings, scrape: Scrape,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    _tree(scrape)
+    unchanged.seal_path(settings).mkdir(parents=True)  # a folder where the seal would go
+    rep = pipeline.run(settings)
+    assert rep.status == "ok" and rep.files_loaded == 6  # committed all the same
+    assert "cannot write it" in caplog.text
+    assert unchanged.rerun(settings) is None
+    assert pipeline.run(settings).files_skipped == 6
