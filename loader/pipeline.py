@@ -228,9 +228,11 @@ def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str
     if committed is None or settings.single_file is not None or plan.jsons.height >= unchanged.LIMIT:
         return
     identity = unchanged.manifest_identity(settings)
+    if identity is None:
+        return
     fingerprint = walk.fingerprint(plan.jsons.select("rel", "link", "size", "mtime_ns").iter_rows())
     current = unchanged.read_seal(settings)
-    if identity is None or (current is not None and current.fingerprint == fingerprint):
+    if current is not None and current.fingerprint == fingerprint:
         return
     remembered = man.remembered_rejects(plan.jsons, settings.parse_key)
     loaded = plan.jsons.join(man.loaded_files(), on=["rel", "size", "mtime_ns"], how="semi").height

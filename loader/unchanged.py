@@ -14,7 +14,6 @@ manifest, a changed file, a lost screenshot, a reset database, --full, --dry-run
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import sys
 import time
@@ -34,8 +33,6 @@ from loader.progress import Progress
 from loader.report import Report, write_atomically
 from loader.settings import Settings
 from loader.walk import BATCH, Found, fingerprint, walk
-
-log = logging.getLogger("pharmload")
 
 VERSION = 1
 LIMIT = BATCH  # search files: a larger tree gets no seal (its re-run is mostly walking anyway)
@@ -162,7 +159,7 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
     rep.note = f"tree unchanged since load {seal.load_id[:12]}: nothing was parsed"
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
-    rep.add_rejects(refused + [(rel, code, detail) for rel, code, detail in seal.rejects])
+    rep.add_rejects(refused + list(seal.rejects))
     conn = db.connect(dsn, settings.secrets)
     tx = LoadTransaction(conn, settings.secrets)
     try:
