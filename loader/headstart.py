@@ -16,14 +16,12 @@ import os
 from typing import TYPE_CHECKING
 
 from loader import workers
+from loader.walk import JSON_SUFFIX
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from loader.settings import Settings
-
-JSON_SUFFIX = "_parse.json"  # what makes a file a search file (discover.py walks for these)
-
 
 def start_workers(settings: Settings) -> bool:
     """Start the worker processes now if this load will surely use them; whether it did."""

@@ -14,9 +14,8 @@ from typing import Any
 
 import polars as pl
 
-from loader.headstart import JSON_SUFFIX
 from loader.store import BLOCK
-from loader.walk import inside
+from loader.walk import JSON_SUFFIX, inside
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # One row per loaded search file: the screenshot it refers to, with what a later run needs to

@@ -11,8 +11,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from loader.headstart import JSON_SUFFIX
-
+JSON_SUFFIX = "_parse.json"  # what makes a file a search file
 BATCH = 100_000  # files the walk keeps as Python objects before it turns them into columns
 
 
@@ -95,7 +94,7 @@ def walk(root: Path, roots: tuple[str, ...], flush: Callable[[Found], object] | 
 
 def _walk_folder(fd: int, top: str, prefix: str, depth: int, roots: tuple[str, ...], found: Found,
                  refused: list[tuple[str, str, str]], stack: list[tuple[str, int]]) -> None:
-    """One folder of _walk, open as fd: its search files into found, its sub-folders onto stack."""
+    """One folder of walk(), open as fd: its search files into found, its sub-folders onto stack."""
     try:
         entries = list(os.scandir(fd))
     except OSError:
