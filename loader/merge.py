@@ -40,16 +40,24 @@ class MergeCounts:
 
 
 class LoadTransaction:
-    """One load's transaction on an open connection; commit() or rollback() ends it."""
+    """One load's transaction on a connection of its own: begin() opens it, commit() or rollback()
+    ends the transaction, close() the connection."""
 
-    def __init__(self, conn: psycopg.Connection[Any], secrets: tuple[str, ...] = ()) -> None:
-        self.conn = conn
+    def __init__(self, dsn: str, secrets: tuple[str, ...] = ()) -> None:
+        self.dsn = dsn
         self.secrets = secrets
         self.dataset_id: int | None = None
+        self._conn: psycopg.Connection[Any] | None = None
+
+    @property
+    def conn(self) -> psycopg.Connection[Any]:
+        assert self._conn is not None, "begin() opens the connection"
+        return self._conn
 
     def begin(self, tag: str, description: str | None, created_by: str, wait_for_lock: bool = True,
               statement_timeout_ms: int | None = None) -> int:
-        """Lock the tag, make sure schema and dataset exist, create the staging tables."""
+        """Connect, lock the tag, make sure schema and dataset exist, create the staging tables."""
+        self._conn = db.connect(self.dsn, self.secrets)
         with db.translated(self.secrets):
             # Staging lives in temp tables: keep them in memory rather than spilling to disk.
             self.conn.execute("SELECT set_config('temp_buffers', %s, true)", (TEMP_BUFFERS,))
@@ -151,5 +159,19 @@ class LoadTransaction:
 
     def rollback(self) -> None:
         # When the connection is gone, the server rolls back the unfinished transaction itself.
-        with contextlib.suppress(psycopg.Error):
-            self.conn.rollback()
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.rollback()
+
+    def cancel(self) -> None:
+        """Stop the statement running now, if any (from another thread): a load that failed must not
+        wait for its db lane to finish a wait for the tag's lock."""
+        if self._conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                self._conn.cancel_safe(timeout=5)
+
+    def close(self) -> None:
+        """Roll back what did not commit and close the connection."""
+        self.rollback()
+        if self._conn is not None:
+            self._conn.close()

@@ -160,8 +160,7 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
     rep.add_rejects(refused + list(seal.rejects))
-    conn = db.connect(dsn, settings.secrets)
-    tx = LoadTransaction(conn, settings.secrets)
+    tx = LoadTransaction(dsn, settings.secrets)
     try:
         with rep.phase("begin"):
             rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by,
@@ -175,5 +174,4 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
             tx.commit()
         return True
     finally:
-        tx.rollback()
-        conn.close()
+        tx.close()

@@ -27,6 +27,7 @@ PRELOAD = ["loader.parse", "loader.frame", "loader.images"]
 # Workers are replaced after about this many chunks each: the memory their allocators keep from
 # chunk to chunk otherwise grows through a million-file load (150 -> 280 MB PSS).
 TASKS_PER_WORKER = 40
+INTERRUPT_CHECK = 0.2  # seconds: how long a wait for a lane may hold up Ctrl-C
 
 
 class _Inline(Executor):
@@ -77,7 +78,7 @@ class Pool:
                 return
             head = queue.popleft()
             with timer():
-                result = head.result()
+                result = _result(head)
             yield result
 
 
@@ -173,9 +174,20 @@ class Lanes:
         self.max_pending = max_pending
         self._futures: deque[Future[Any]] = deque()
         self._lock = threading.Lock()
+        self._opening: Future[Any] | None = None
+
+    def open_with(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run fn (connect and begin) first on the db lane. The store lane runs nothing until it has
+        succeeded: a load that cannot reach its database writes nothing into the image store either."""
+        self._opening = self.db.submit(fn, *args)
+        with self._lock:
+            self._futures.append(self._opening)
 
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
-        fut = lane.submit(fn, *args)
+        if lane is self.store and self._opening is not None:
+            fut = lane.submit(_after, self._opening, fn, *args)
+        else:
+            fut = lane.submit(fn, *args)
         with self._lock:
             self._futures.append(fut)
 
@@ -191,11 +203,11 @@ class Lanes:
                 f.result()
             if oldest is None:
                 return
-            oldest.result()
+            _result(oldest)
 
     def wait_for(self, lane: ThreadPoolExecutor) -> None:
         """Wait until every task queued so far on one lane has run (its thread runs them in order)."""
-        lane.submit(lambda: None).result()
+        _result(lane.submit(lambda: None))
         self.check()
 
     def drain(self) -> None:
@@ -205,8 +217,24 @@ class Lanes:
                 if not self._futures:
                     return
                 fut = self._futures.popleft()
-            fut.result()
+            _result(fut)
 
     def close(self) -> None:
         self.db.shutdown(wait=True, cancel_futures=True)
         self.store.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(fut: Future[R]) -> R:
+    """fut.result(), in slices: Ctrl-C is delivered to whichever thread the kernel picks (a lane, one
+    of polars' threads), and the main thread acts on it only when it next runs Python code. An
+    unbounded wait (a lane waiting for the tag's lock) would hold the interrupt until that wait ended."""
+    while True:
+        try:
+            return fut.result(timeout=INTERRUPT_CHECK)
+        except TimeoutError:
+            continue
+
+
+def _after(first: Future[Any], fn: Callable[..., Any], *args: Any) -> Any:
+    first.result()  # raises first's error instead of running fn
+    return fn(*args)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from loader.merge import LOCK_NAMESPACE
 from tests.conftest import manifest_text, query
 from tests.scrape import Scrape, document, license_
 
@@ -206,6 +209,34 @@ def test_exit_3_when_the_load_fails_leaves_the_database_unchanged(cli: Cli, dsn:
     assert res.code == 3, res.stderr
     assert "no_renewals" in res.stderr
     assert {t: query(dsn, f"SELECT * FROM {t} ORDER BY 1") for t in before} == before  # noqa: S608
+
+
+
+def test_ctrl_c_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str) -> None:
+    """A first load connects on a thread of its own while it parses; an interrupt must not wait for
+    that thread's wait for the lock, and must leave nothing behind: no table, no stored screenshot."""
+    _tree(cli.scrape)
+    with psycopg.connect(dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, "cli-tag"))
+        proc = subprocess.Popen([*_command(), *cli.load()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=_env())
+        try:
+            deadline = time.monotonic() + 60
+            while not holder.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pharmload' "
+                                     "AND wait_event_type = 'Lock'").fetchone():
+                assert proc.poll() is None and time.monotonic() < deadline, "the load never waited for the lock"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            _, stderr = proc.communicate(timeout=15)
+        finally:
+            proc.kill()
+        waiting = holder.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pharmload'"
+                                 ).fetchone()
+    assert proc.returncode == 130, stderr
+    assert "interrupted; nothing was committed" in stderr
+    assert waiting == (0,)
+    assert _tables(dsn) == []  # the lock comes before the schema: nothing was created
+    assert _store(cli.image_dir) == []
 
 
 OLD_SEARCH_RESULTS = """
