@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import configargparse
-import platformdirs
 
 from loader.errors import ConfigError
 
@@ -127,6 +126,8 @@ def default_data_root() -> Path:
     """
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         return ROOT_DATA_DIR
+    import platformdirs  # here, not at the top: ~6 ms of every start-up, needed by no root run
+
     return Path(platformdirs.user_data_dir("pharmload"))
 
 
