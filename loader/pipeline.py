@@ -3,7 +3,8 @@
 plan -> manifest -> lock, schema, dataset -> parse, resolve, hash, clean (workers) -> COPY and store
 (two lanes, per chunk: stream.py) -> one merge -> run record -> commit -> verify. Parsing, COPY and
 storing overlap, and the merge deduplicates across chunks, so memory stays bounded by the chunk size
-rather than by the size of the scrape.
+rather than by the size of the scrape. On a first load (nothing to reconcile), lock, schema and
+dataset are done on the db lane too, beside the first chunk's parsing.
 """
 
 from __future__ import annotations
@@ -201,6 +202,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
 
 
 def _begin(settings: Settings, tx: LoadTransaction, rep: Report) -> None:
+    """Connect, take the tag's lock, make sure schema and dataset exist (on the db lane or in line)."""
     with rep.phase("begin"):
         rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by,
                                   settings.lock_wait, settings.statement_timeout_ms)
