@@ -164,8 +164,9 @@ class Lanes:
     """Two background threads, so that waiting on the database and on the disk overlaps with parsing.
 
     The `db` lane owns the load's connection while the stream runs (COPYs go out one at a time, in
-    order); the `store` lane puts screenshots into the image store. Both mostly wait in system calls,
-    which release the GIL. A failure in either is raised in the caller at its next `check()`.
+    order; on a first load it opens the connection too, see `open_with`); the `store` lane puts
+    screenshots into the image store. Both mostly wait in system calls, which release the GIL. A
+    failure in either is raised in the caller at its next `check()`.
     """
 
     def __init__(self, max_pending: int = 4) -> None:
