@@ -164,8 +164,9 @@ class LoadTransaction:
                 self._conn.rollback()
 
     def cancel(self) -> None:
-        """Stop the statement running now, if any (from another thread): a load that failed must not
-        wait for its db lane to finish a wait for the tag's lock."""
+        """Stop the statement running now, if any, from another thread: a load that failed must not
+        wait for its db lane to finish a wait for the tag's lock. It opens a connection of its own
+        for the request, so only call it when something may be running."""
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error):
                 self._conn.cancel_safe(timeout=5)

@@ -194,7 +194,8 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         assert rep.dataset_id is not None
         return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
     except BaseException:
-        tx.cancel()  # a statement still running on the db lane (a wait for the lock) ends now
+        if lanes.opening():
+            tx.cancel()  # the db lane may be waiting for the tag's lock, for as long as another load runs
         raise
     finally:
         lanes.close()

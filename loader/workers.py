@@ -184,6 +184,10 @@ class Lanes:
         with self._lock:
             self._futures.append(self._opening)
 
+    def opening(self) -> bool:
+        """Whether the db lane is still running open_with's fn (it may be waiting for a lock)."""
+        return self._opening is not None and not self._opening.done()
+
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
         if lane is self.store and self._opening is not None:
             fut = lane.submit(_after, self._opening, fn, *args)
