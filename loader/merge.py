@@ -23,6 +23,8 @@ from loader.errors import LockBusyError
 if TYPE_CHECKING:
     import polars as pl
 
+    from loader.settings import Settings
+
 IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
                  "height")
 COPY_BLOCK = 4 << 20
@@ -54,21 +56,22 @@ class LoadTransaction:
         assert self._conn is not None, "begin() opens the connection"
         return self._conn
 
-    def begin(self, tag: str, description: str | None, created_by: str, wait_for_lock: bool = True,
-              statement_timeout_ms: int | None = None) -> int:
-        """Connect, lock the tag, make sure schema and dataset exist, create the staging tables."""
+    def begin(self, settings: Settings) -> int:
+        """Connect, lock the tag, make sure schema and dataset exist, create the staging tables;
+        returns the dataset id."""
         self._conn = db.connect(self.dsn, self.secrets)
+        tag = settings.tag or ""
         with db.translated(self.secrets):
             # Staging lives in temp tables: keep them in memory rather than spilling to disk.
             self.conn.execute("SELECT set_config('temp_buffers', %s, true)", (TEMP_BUFFERS,))
-            if statement_timeout_ms is not None:
+            if settings.statement_timeout_ms is not None:
                 self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
-                                  (str(statement_timeout_ms),))
-            self._lock(tag, wait_for_lock)
+                                  (str(settings.statement_timeout_ms),))
+            self._lock(tag, settings.lock_wait)
             db.ensure_schema(self.conn, migrate=False)
             row = self.conn.execute(db.statement("ensure_dataset"),
-                                    {"tag": tag, "description": description, "created_by": created_by}
-                                    ).fetchone()
+                                    {"tag": tag, "description": settings.description,
+                                     "created_by": settings.created_by}).fetchone()
             assert row is not None
             self.dataset_id = int(row[0])
             for table in ("create_stage_rows", "create_stage_files", "create_stage_file_images",

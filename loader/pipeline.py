@@ -205,8 +205,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
 def _begin(settings: Settings, tx: LoadTransaction, rep: Report) -> None:
     """Connect, take the tag's lock, make sure schema and dataset exist (on the db lane or in line)."""
     with rep.phase("begin"):
-        rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by,
-                                  settings.lock_wait, settings.statement_timeout_ms)
+        rep.dataset_id = tx.begin(settings)
 
 
 def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.DataFrame, pl.DataFrame]:

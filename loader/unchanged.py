@@ -163,8 +163,7 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
     tx = LoadTransaction(dsn, settings.secrets)
     try:
         with rep.phase("begin"):
-            rep.dataset_id = tx.begin(settings.tag or "", settings.description, settings.created_by,
-                                      settings.lock_wait, settings.statement_timeout_ms)
+            rep.dataset_id = tx.begin(settings)
             if not tx.committed(seal.load_id):
                 return False
         with rep.phase("commit"):
