@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from loader import db, embedded
+from loader import embedded
 from loader.settings import Settings
 from loader.store import LocalStore
 
@@ -22,6 +22,8 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.backend != "embedded":
         yield settings.dsn
         return
+    from loader import db  # psycopg: a load into PostgreSQL imports it in its db process only
+
     server = embedded.start(settings.data_dir)
     try:
         db.ensure_database(server.dsn("postgres"), settings.database)

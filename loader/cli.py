@@ -113,6 +113,19 @@ def _kept_for_good() -> Iterator[None]:
             gc.enable()
 
 
+def _load(settings: Settings) -> Report:
+    with _kept_for_good():
+        headstart.start_workers(settings)
+        # Imported only now, so that a head start's worker start-up overlaps these imports.
+        from loader import unchanged
+    rep = unchanged.rerun(settings)  # a re-run of an unchanged tree never imports polars
+    if rep is not None:
+        return rep
+    with _kept_for_good():
+        from loader import pipeline
+    return pipeline.run(settings)
+
+
 def run(argv: list[str]) -> int:
     """The whole command; returns the exit code."""
     try:
@@ -121,20 +134,11 @@ def run(argv: list[str]) -> int:
         print(f"pharmload: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(settings)
-    with _kept_for_good():
-        if settings.command == "load":
-            headstart.start_workers(settings)
-        # Imported only now, so that a head start's worker start-up overlaps these imports.
-        from loader import commands, unchanged
-
     try:
         if settings.command == "load":
-            rep = unchanged.rerun(settings)  # a re-run of an unchanged tree never imports polars
-            if rep is None:
-                with _kept_for_good():
-                    from loader import pipeline
-                rep = pipeline.run(settings)
-            return _load_outcome(settings, rep)
+            return _load_outcome(settings, _load(settings))
+        with _kept_for_good():
+            from loader import commands
         if settings.command == "init-db":
             print(f"schema {commands.init_db(settings)}")
         elif settings.command == "status":

@@ -7,22 +7,16 @@ Every failure from the driver leaves here as one of our exception types, so the 
 from __future__ import annotations
 
 import functools
-import logging
-import random
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any, TypeVar
+from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from loader.errors import ConfigError, DatabaseError, PharmloadError, TransientDatabaseError
-
-log = logging.getLogger("pharmload")
-T = TypeVar("T")
+from loader.errors import ConfigError, DatabaseError, PharmloadError, TransientDatabaseError, redact
 
 # SQLSTATEs where the same transaction, run again, can succeed.
 TRANSIENT_SQLSTATES = {"40001", "40P01", "53300", "57P01", "57P02", "57P03", "55P03"}
@@ -56,13 +50,6 @@ def classify(exc: BaseException, secrets: tuple[str, ...] = ()) -> PharmloadErro
     return DatabaseError(f"database error ({state or type(exc).__name__}): {message}")
 
 
-def redact(text: str, secrets: tuple[str, ...]) -> str:
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
-
-
 def connect(dsn: str, secrets: tuple[str, ...] = (), **kwargs: Any) -> psycopg.Connection[Any]:
     """A connection with our error types; prepare_threshold=None so transaction poolers work."""
     try:
@@ -79,20 +66,6 @@ def translated(secrets: tuple[str, ...] = ()) -> Iterator[None]:
         yield
     except psycopg.Error as exc:
         raise classify(exc, secrets) from exc
-
-
-def retry(fn: Callable[[], T], attempts: int, base_delay: float = 0.5, what: str = "load") -> T:
-    """Run fn, retrying only TransientDatabaseError with exponential backoff and full jitter."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except TransientDatabaseError as exc:
-            if attempt == attempts:
-                raise
-            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))
-            log.warning("%s: %s; retry %d of %d in %.1fs", what, exc, attempt, attempts - 1, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 SCHEMA_VERSION = 3  # the version sql/schema.sql writes into pharmload_schema

@@ -1,11 +1,21 @@
 """The few exception types pharmload raises, each mapped to one exit code.
 
 The CLI turns any of these into one line on stderr and its exit code; everything else is a bug
-and gets a traceback. Only `TransientDatabaseError` is ever retried: it marks faults where the same
-transaction, run again, can succeed (connection lost, server restarted, serialization failure).
+and gets a traceback. Only `TransientDatabaseError` is ever retried (`retry`): it marks faults where
+the same transaction, run again, can succeed (connection lost, server restarted, serialization
+failure). Nothing here imports the driver, so a load can decide and report without it.
 """
 
 from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+log = logging.getLogger("pharmload")
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_REJECTS = 1
@@ -52,3 +62,25 @@ class VerifyMismatch(PharmloadError):
     """The load committed, but --verify-writes found rows or images that differ from the plan."""
 
     exit_code = EXIT_VERIFY_MISMATCH
+
+
+def retry(fn: Callable[[], T], attempts: int, base_delay: float = 0.5, what: str = "load") -> T:
+    """Run fn, retrying only TransientDatabaseError with exponential backoff and full jitter."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except TransientDatabaseError as exc:
+            if attempt == attempts:
+                raise
+            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))
+            log.warning("%s: %s; retry %d of %d in %.1fs", what, exc, attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """text with every secret replaced by ***: for messages that may quote a DSN."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text

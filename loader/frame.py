@@ -21,11 +21,14 @@ DATE_COLUMNS = ("issue_date", "expiration_date")
 DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d-%b-%Y")
 NULL_TOKENS = ("", "not on file", "not available", "n/a", "na", "---", "-", "none", "unknown", "null")
 KEY = ("search_state", "search_name", "license_number")
-# Column order of the staging tables (sql/create_stage_rows.sql, sql/create_stage_files.sql).
+# Columns of the staging tables as COPY fills them (sql/create_stage_*.sql).
 ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
                "license_status", "license_name", "license_type", "address", "city", "state", "zip",
                "issue_date", "expiration_date", "result_status")
 FILE_COLUMNS = ("file_order", "raw")
+FILE_IMAGE_COLUMNS = ("file_order", "image_rel")
+IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
+                 "height")
 # What --verify-writes compares with the database (sql/create_verify_expected.sql).
 EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}

@@ -8,7 +8,6 @@ progress marker with the data), which makes the database itself the record of wh
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -19,26 +18,14 @@ from psycopg.types.json import Jsonb
 
 from loader import db
 from loader.errors import LockBusyError
+from loader.report import MergeCounts
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from loader.settings import Settings
 
-IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
-                 "height")
 COPY_BLOCK = 4 << 20
 TEMP_BUFFERS = "512MB"  # an upper bound the session may use, allocated only as staging grows
 LOCK_NAMESPACE = 0x70686C64  # "phld": keeps our advisory locks apart from other applications'
-
-
-@dataclass(frozen=True)
-class MergeCounts:
-    inserted: int
-    updated: int
-    unchanged: int
-    images_new: int
-    images_distinct: int
 
 
 class LoadTransaction:
@@ -87,33 +74,15 @@ class LoadTransaction:
         if not wait and row is not None and row[0] is False:
             raise LockBusyError(f"another load into tag {tag!r} is running; try again when it ends")
 
-    def _copy(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
+    def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
+        """COPY CSV (no header) into one of the staging tables. The caller makes the CSV: the
+        transaction may run in the db process (dbproc.py), which never imports polars."""
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
         with db.translated(self.secrets), self.conn.cursor() as cur, cur.copy(stmt) as copy:
             view = memoryview(data)
             for start in range(0, len(view), COPY_BLOCK):
                 copy.write(view[start:start + COPY_BLOCK])
-
-    def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
-        """Stage one chunk: rows (chunks may repeat keys, the merge picks one), files, screenshot refs."""
-        # Imported here, as polars is: an unchanged re-run (unchanged.py) uses this transaction
-        # without staging anything, and is over before polars would have finished importing.
-        from loader.frame import FILE_COLUMNS, ROW_COLUMNS, to_csv
-
-        if rows_csv:
-            self._copy("stage_search_results", ROW_COLUMNS, rows_csv)
-        if files_csv:
-            self._copy("stage_files", FILE_COLUMNS, files_csv)
-        if file_images.height:
-            self._copy("stage_file_images", ("file_order", "image_rel"),
-                       to_csv(file_images, ("file_order", "image_rel")))
-
-    def copy_images(self, frame: pl.DataFrame) -> None:
-        from loader.frame import to_csv  # see copy_chunk
-
-        if frame.height:
-            self._copy("stage_image_assets", IMAGE_COLUMNS, to_csv(frame, IMAGE_COLUMNS))
 
     def merge(self) -> MergeCounts:
         """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""

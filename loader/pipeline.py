@@ -20,11 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import db, discover, parse, unchanged, verify, walk, workers
+from loader import discover, parse, unchanged, walk, workers
 from loader.backend import database, image_store
-from loader.errors import PharmloadError
+from loader.errors import PharmloadError, redact, retry
 from loader.manifest import Manifest
-from loader.merge import LoadTransaction
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
@@ -33,6 +32,7 @@ from loader.stream import ChunkStream, checkpoint
 
 if TYPE_CHECKING:
     from loader.backend import Store
+    from loader.merge import LoadTransaction
 
 log = logging.getLogger("pharmload")
 
@@ -72,8 +72,8 @@ def run(settings: Settings) -> Report:
             store = image_store(settings)
             attempts = iter(range(1, settings.retries + 1))
             with database(settings) as dsn:
-                done = db.retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
-                                                 why, progress, pool),
+                done = retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
+                                              why, progress, pool),
                                 attempts=settings.retries, base_delay=settings.retry_delay)
                 if done is not None and settings.verify_writes != "off":
                     with rep.phase("verify"):
@@ -84,7 +84,7 @@ def run(settings: Settings) -> Report:
         return rep
     except PharmloadError as exc:
         rep.status = "failed"
-        rep.error = db.redact(str(exc), settings.secrets)
+        rep.error = redact(str(exc), settings.secrets)
         raise
     finally:
         rep.elapsed = time.perf_counter() - t0
@@ -93,11 +93,13 @@ def run(settings: Settings) -> Report:
 
 def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
     """Run --verify-writes; the load has committed, so a failure to verify is reported, not raised."""
+    from loader import verify  # psycopg, which a load without --verify-writes may never import
+
     try:
         return verify.verify(dsn, settings.secrets, done.dataset_id, done.load_ts, done.written, done.expected,
                              store, deep=settings.verify_writes == "deep")
     except PharmloadError as exc:
-        problem = f"could not verify: {db.redact(str(exc), settings.secrets)}"
+        problem = f"could not verify: {redact(str(exc), settings.secrets)}"
         return {"result": "mismatch", "checked": 0, "images_checked": 0, "mismatch_count": 1,
                 "mismatches": [{"problem": problem}]}
 
@@ -112,6 +114,8 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
     refused = list(plan.refused)
     on_disk = man.committed  # the committed load the manifest file names, until this attempt saves it
+    from loader.merge import LoadTransaction  # psycopg: imported once the plan is made
+
     tx = LoadTransaction(dsn, settings.secrets)
     lanes = workers.Lanes()
     try:

@@ -23,6 +23,17 @@ MAX_LISTED = 10
 _LOCK = threading.Lock()  # the store and copy threads report too
 
 
+@dataclass(frozen=True)
+class MergeCounts:
+    """What the merge did (merge.py); plain data, so it crosses to the loader from the db process."""
+
+    inserted: int
+    updated: int
+    unchanged: int
+    images_new: int
+    images_distinct: int
+
+
 @dataclass
 class Report:
     tag: str = ""

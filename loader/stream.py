@@ -87,9 +87,16 @@ class ChunkStream:
         self.lanes.check()
 
     def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
-        """On the db lane: COPY one chunk into the staging tables."""
+        """On the db lane: COPY one chunk into the staging tables (rows: chunks may repeat keys, the
+        merge picks one; files; screenshot references)."""
         with self.rep.phase("copy"):
-            self.tx.copy_chunk(rows_csv, files_csv, file_images)
+            if rows_csv:
+                self.tx.stage("stage_search_results", frame.ROW_COLUMNS, rows_csv)
+            if files_csv:
+                self.tx.stage("stage_files", frame.FILE_COLUMNS, files_csv)
+            if file_images.height:
+                self.tx.stage("stage_file_images", frame.FILE_IMAGE_COLUMNS,
+                              frame.to_csv(file_images, frame.FILE_IMAGE_COLUMNS))
         checkpoint(self.settings, "copying")
 
     def stage_images(self, shots: pl.DataFrame) -> None:
@@ -130,7 +137,8 @@ class ChunkStream:
 
     def copy_images(self, rows: pl.DataFrame) -> None:
         with self.rep.phase("copy"):
-            self.tx.copy_images(rows)
+            if rows.height:
+                self.tx.stage("stage_image_assets", frame.IMAGE_COLUMNS, frame.to_csv(rows, frame.IMAGE_COLUMNS))
 
     def image_rows(self, ok: pl.DataFrame, failed: dict[str, str]) -> pl.DataFrame:
         """image_assets rows; a screenshot whose upload failed is recorded as 'pending'."""
@@ -174,8 +182,7 @@ class ChunkStream:
                                           lost.select("path", "size", "mtime_ns").iter_rows()], dtype=pl.Boolean))
             if lost.height:
                 failed = self.store_images(lost)
-                with self.rep.phase("copy"):
-                    self.tx.copy_images(self.image_rows(lost, failed))
+                self.copy_images(self.image_rows(lost, failed))
 
     def expected(self) -> pl.DataFrame:
         """For --verify-writes: the row per key this load meant to write, with its content hash."""

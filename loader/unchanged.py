@@ -24,10 +24,8 @@ from pathlib import Path
 
 import orjson
 
-from loader import db
 from loader.backend import database, image_store
-from loader.errors import PharmloadError
-from loader.merge import LoadTransaction
+from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report, write_atomically
@@ -135,7 +133,7 @@ def rerun(settings: Settings) -> Report | None:
     try:
         with database(settings) as dsn:
             attempts = iter(range(1, settings.retries + 1))
-            recorded = db.retry(lambda: _record(settings, seal, rep, dsn, files, refused, next(attempts)),
+            recorded = retry(lambda: _record(settings, seal, rep, dsn, files, refused, next(attempts)),
                                 attempts=settings.retries, base_delay=settings.retry_delay)
         if not recorded:
             return None  # the database does not hold the sealed load: the pipeline reconciles
@@ -144,7 +142,7 @@ def rerun(settings: Settings) -> Report | None:
         return rep
     except PharmloadError as exc:
         rep.status = "failed"
-        rep.error = db.redact(str(exc), settings.secrets)
+        rep.error = redact(str(exc), settings.secrets)
         raise
     finally:
         if rep.status != "running":
@@ -160,6 +158,8 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
     rep.add_rejects(refused + list(seal.rejects))
+    from loader.merge import LoadTransaction  # psycopg: only once the seal has matched
+
     tx = LoadTransaction(dsn, settings.secrets)
     try:
         with rep.phase("begin"):
