@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from loader import headstart
+from loader import dbprocess, headstart
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
 from loader.settings import Settings, load_settings
 
@@ -121,9 +121,16 @@ def _load(settings: Settings) -> Report:
     rep = unchanged.rerun(settings)  # a re-run of an unchanged tree never imports polars
     if rep is not None:
         return rep
-    with _kept_for_good():
-        from loader import pipeline
-    return pipeline.run(settings)
+    # Forked before polars is imported (and while no thread runs): the child imports psycopg
+    # meanwhile, on the other core, and runs the load's transaction (dbprocess.py).
+    proc = dbprocess.DbProcess.fork() if settings.backend != "embedded" else None
+    try:
+        with _kept_for_good():
+            from loader import pipeline
+        return pipeline.run(settings, proc)
+    finally:
+        if proc is not None:
+            proc.close()
 
 
 def run(argv: list[str]) -> int:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import discover, parse, unchanged, walk, workers
+from loader import dbprocess, discover, parse, unchanged, walk, workers
 from loader.backend import database, image_store
 from loader.errors import PharmloadError, redact, retry
 from loader.manifest import Manifest
@@ -32,7 +32,6 @@ from loader.stream import ChunkStream, checkpoint
 
 if TYPE_CHECKING:
     from loader.backend import Store
-    from loader.merge import LoadTransaction
 
 log = logging.getLogger("pharmload")
 
@@ -47,9 +46,9 @@ class _Committed:
     expected: pl.DataFrame
 
 
-def run(settings: Settings) -> Report:
+def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
     """Load settings.states_dir into settings.tag and return the report; errors propagate after the
-    report, rejects and metrics files are written."""
+    report, rejects and metrics files are written. With proc, the transaction runs in that process."""
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
     progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     t0 = time.perf_counter()
@@ -73,7 +72,7 @@ def run(settings: Settings) -> Report:
             attempts = iter(range(1, settings.retries + 1))
             with database(settings) as dsn:
                 done = retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
-                                              why, progress, pool),
+                                              why, progress, pool, proc),
                                 attempts=settings.retries, base_delay=settings.retry_delay)
                 if done is not None and settings.verify_writes != "off":
                     with rep.phase("verify"):
@@ -106,7 +105,7 @@ def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dic
 
 def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Store, rep: Report, dsn: str,
              load_id: str, attempt: int, manifest_problem: str | None, progress: Progress,
-             pool: workers.Pool) -> _Committed | None:
+             pool: workers.Pool, proc: dbprocess.DbProcess | None) -> _Committed | None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
     started = datetime.fromtimestamp(rep.started_at, UTC)
     rep.reset(attempt)
@@ -114,9 +113,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
     refused = list(plan.refused)
     on_disk = man.committed  # the committed load the manifest file names, until this attempt saves it
-    from loader.merge import LoadTransaction  # psycopg: imported once the plan is made
-
-    tx = LoadTransaction(dsn, settings.secrets)
+    tx = dbprocess.transaction(proc, dsn, settings.secrets)
     lanes = workers.Lanes()
     try:
         if attempt == 1 and man.pending is None and man.committed is None:
@@ -206,7 +203,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         tx.close()
 
 
-def _begin(settings: Settings, tx: LoadTransaction, rep: Report) -> None:
+def _begin(settings: Settings, tx: dbprocess.Transaction, rep: Report) -> None:
     """Connect, take the tag's lock, make sure schema and dataset exist (on the db lane or in line)."""
     with rep.phase("begin"):
         rep.dataset_id = tx.begin(settings)
@@ -224,7 +221,7 @@ def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.Da
     return todo.join(remembered.select("rel"), on="rel", how="anti", maintain_order="left"), remembered
 
 
-def _terminate_for_test(settings: Settings, tx: LoadTransaction, dsn: str, attempt: int, point: str) -> None:
+def _terminate_for_test(settings: Settings, tx: dbprocess.Transaction, dsn: str, attempt: int, point: str) -> None:
     """Test-only: have the server drop this load's connection at a named point, on the first attempt."""
     if settings.test_terminate_at == point and attempt == 1:
         tx.terminate_backend(dsn)

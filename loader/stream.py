@@ -22,7 +22,7 @@ from loader.settings import Settings
 
 if TYPE_CHECKING:
     from loader.backend import Store
-    from loader.merge import LoadTransaction
+    from loader.dbprocess import Transaction
 
 
 REPAIR_SLICE = 50_000  # screenshots asked of the store at a time by repair_store
@@ -31,7 +31,7 @@ REPAIR_SLICE = 50_000  # screenshots asked of the store at a time by repair_stor
 class ChunkStream:
     """One attempt's chunks as they arrive: stage them, store their screenshots; pipeline drives it."""
 
-    def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: LoadTransaction,
+    def __init__(self, settings: Settings, plan: discover.Plan, todo: pl.DataFrame, tx: Transaction,
                  rep: Report, man: Manifest, store: Store, progress: Progress, lanes: workers.Lanes) -> None:
         self.settings = settings
         self.plan = plan

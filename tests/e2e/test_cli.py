@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -212,32 +213,101 @@ def test_exit_3_when_the_load_fails_leaves_the_database_unchanged(cli: Cli, dsn:
 
 
 
-def test_ctrl_c_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str) -> None:
-    """A first load connects on a thread of its own while it parses; an interrupt must not wait for
-    that thread's wait for the lock, and must leave nothing behind: no table, no stored screenshot."""
-    _tree(cli.scrape)
+@contextlib.contextmanager
+def _waiting_for_the_lock(cli: Cli, dsn: str) -> Iterator[tuple[subprocess.Popen[str], psycopg.Connection[Any]]]:
+    """A first load started while this test holds the tag's lock, yielded once it waits for it
+    (with the connection holding the lock); the load runs in a session of its own."""
     with psycopg.connect(dsn, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, "cli-tag"))
         proc = subprocess.Popen([*_command(), *cli.load()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=_env())
+                                text=True, env=_env(), start_new_session=True)
         try:
             deadline = time.monotonic() + 60
             while not holder.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pharmload' "
                                      "AND wait_event_type = 'Lock'").fetchone():
                 assert proc.poll() is None and time.monotonic() < deadline, "the load never waited for the lock"
                 time.sleep(0.05)
-            proc.send_signal(signal.SIGINT)
-            _, stderr = proc.communicate(timeout=15)
+            yield proc, holder
         finally:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+
+
+def _no_pharmload_session_within(holder: psycopg.Connection[Any], seconds: float) -> None:
+    deadline = time.monotonic() + seconds  # a backend leaves pg_stat_activity a moment after its client
+    while holder.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pharmload'").fetchone():
+        assert time.monotonic() < deadline, "the load's connection outlived it, still waiting for the lock"
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is pid."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_bytes().rsplit(b")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("to_whom", ["the loader", "its process group"])
+def test_ctrl_c_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str, to_whom: str) -> None:
+    """A first load connects in its db process while it parses; an interrupt, whether sent to the
+    loader (kill -INT) or to the terminal's process group (Ctrl-C), must not wait for that wait for
+    the lock, and must leave nothing behind: no session, no table, no stored screenshot."""
+    _tree(cli.scrape)
+    with _waiting_for_the_lock(cli, dsn) as (proc, holder):
+        if to_whom == "the loader":
+            proc.send_signal(signal.SIGINT)
+        else:
+            os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=15)
         assert proc.returncode == 130, stderr
         assert "interrupted; nothing was committed" in stderr
-        deadline = time.monotonic() + 10  # a backend leaves pg_stat_activity a moment after its client
-        while holder.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pharmload'").fetchone():
-            assert time.monotonic() < deadline, "the load's connection outlived it, still waiting for the lock"
-            time.sleep(0.05)
+        _no_pharmload_session_within(holder, 10)
     assert _tables(dsn) == []  # the lock comes before the schema: nothing was created
     assert _store(cli.image_dir) == []
+
+
+def test_a_loader_killed_while_waiting_for_the_lock_leaves_no_session_behind(cli: Cli, dsn: str) -> None:
+    """SIGKILL gives the loader no chance to clean up: its db process must notice, cancel the wait
+    for the lock and go, rather than wait on and take the lock from the next load."""
+    _tree(cli.scrape)
+    with _waiting_for_the_lock(cli, dsn) as (proc, holder):
+        children = _children(proc.pid)
+        assert len(children) == 1, "a first load into PostgreSQL runs its transaction in one child process"
+        proc.kill()
+        proc.communicate(timeout=15)
+        _no_pharmload_session_within(holder, 10)
+        deadline = time.monotonic() + 10
+        while not _gone(children[0]):
+            assert time.monotonic() < deadline, "the db process outlived the loader"
+            time.sleep(0.05)
+    assert _tables(dsn) == []
+
+
+def test_a_db_process_that_dies_is_replaced_by_a_retry_in_the_loader(cli: Cli, dsn: str) -> None:
+    """The db process killed mid-load (say by the OOM killer): its transaction is rolled back, and
+    the load is retried in the loader's own process and commits, once, with a warning saying so."""
+    _tree(cli.scrape)
+    with _waiting_for_the_lock(cli, dsn) as (proc, holder):
+        (child,) = _children(proc.pid)
+        os.kill(child, signal.SIGKILL)
+        time.sleep(0.5)
+        holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, "cli-tag"))
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "the database process ended unexpectedly" in stderr and "retry 1 of" in stderr
+    assert query(dsn, "SELECT count(*) FROM search_results") == [(3,)]
+    assert query(dsn, "SELECT count(*), sum(rows_inserted) FROM load_runs") == [(1, 3)]
 
 
 OLD_SEARCH_RESULTS = """
