@@ -40,6 +40,7 @@ CALLS = frozenset({"begin", "stage", "merge", "transaction_time", "committed", "
                    "commit", "close"})
 WATCH_INTERVAL = 0.5  # seconds between the child's checks that the loader still runs
 GRACE = 10.0  # seconds the child has to cancel and roll back after the loader died
+INTERRUPT_CHECK = 0.2  # seconds: how long the loader's wait for a reply may hold up Ctrl-C
 
 
 class Transaction(Protocol):
@@ -96,10 +97,18 @@ class DbProcess:
             if self.broken:
                 raise TransientDatabaseError("the database process has ended; the load is retried without it")
             try:
+                self.sock.settimeout(None)
                 _send(self.sock, (name, args))
+                # Waited for in slices: Ctrl-C may be delivered to another thread (one of polars'),
+                # and this thread acts on it only when it next runs Python code.
+                self.sock.settimeout(INTERRUPT_CHECK)
                 reply = _receive(self.sock)
             except OSError:
                 reply = None
+            except BaseException:  # Ctrl-C in this thread: the call runs on, so stop it there too
+                self.broken = True  # its reply may still come, and no later call could tell it apart
+                self.interrupt()
+                raise
             if reply is None:
                 self.broken = True
                 raise TransientDatabaseError("the database process ended unexpectedly; its transaction was "
@@ -264,7 +273,10 @@ def _exactly(sock: socket.socket, size: int) -> bytearray | None:
     view = memoryview(buf)
     got = 0
     while got < size:
-        n = sock.recv_into(view[got:])
+        try:
+            n = sock.recv_into(view[got:])
+        except TimeoutError:  # a slice of the loader's wait has passed; see DbProcess.call
+            continue
         if n == 0:
             return None
         got += n
