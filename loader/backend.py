@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from loader import embedded
+from loader import embedded, headstart
 from loader.settings import Settings
 from loader.store import LocalStore
 
@@ -22,7 +22,8 @@ def database(settings: Settings) -> Iterator[str]:
     if settings.backend != "embedded":
         yield settings.dsn
         return
-    from loader import db  # psycopg: a load into PostgreSQL imports it in its db process only
+    with headstart.kept_for_good():  # psycopg: a load into PostgreSQL imports it in its db process only
+        from loader import db
 
     server = embedded.start(settings.data_dir)
     try:

@@ -7,14 +7,12 @@ Known failures (PharmloadError) become one line naming the cause and their exit 
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import os
 import sys
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from loader import dbprocess, headstart
+from loader import headstart
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
 from loader.settings import Settings, load_settings
 
@@ -94,27 +92,8 @@ def _load_outcome(settings: Settings, rep: Report) -> int:
     return EXIT_OK
 
 
-@contextlib.contextmanager
-def _kept_for_good() -> Iterator[None]:
-    """No cyclic garbage collection while the libraries are imported, and none of it later either.
-
-    Importing polars, psycopg and the loader leaves ~82,000 objects the collector tracks, all of
-    them alive until the process exits. It ran ~100 times during those imports, and a full
-    collection of them takes 0.04 s: together 0.02-0.05 s of a 0.6 s load of 515 files.
-    gc.freeze() moves them out of its reach; objects made by the load itself are collected as usual.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
-
 def _load(settings: Settings) -> Report:
-    with _kept_for_good():
+    with headstart.kept_for_good():
         headstart.start_workers(settings)
         # Imported only now, so that a head start's worker start-up overlaps these imports.
         from loader import unchanged
@@ -123,9 +102,11 @@ def _load(settings: Settings) -> Report:
         return rep
     # Forked before polars is imported (and while no thread runs): the child imports psycopg
     # meanwhile, on the other core, and runs the load's transaction (dbprocess.py).
+    with headstart.kept_for_good():
+        from loader import dbprocess
     proc = dbprocess.DbProcess.fork() if settings.backend != "embedded" else None
     try:
-        with _kept_for_good():
+        with headstart.kept_for_good():
             from loader import pipeline
         return pipeline.run(settings, proc)
     finally:
@@ -144,7 +125,7 @@ def run(argv: list[str]) -> int:
     try:
         if settings.command == "load":
             return _load_outcome(settings, _load(settings))
-        with _kept_for_good():
+        with headstart.kept_for_good():
             from loader import commands
         if settings.command == "init-db":
             print(f"schema {commands.init_db(settings)}")

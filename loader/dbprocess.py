@@ -17,7 +17,6 @@ child cancels what it runs, rolls back and exits.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import signal
@@ -29,6 +28,7 @@ import traceback
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from loader import headstart
 from loader.errors import LoadError, PharmloadError, TransientDatabaseError
 
 if TYPE_CHECKING:
@@ -186,8 +186,8 @@ def transaction(proc: DbProcess | None, dsn: str, secrets: tuple[str, ...]) -> T
     """The load's transaction: in the DbProcess when there is one, else in this process."""
     if proc is not None and proc.usable():
         return RemoteTransaction(proc, dsn, secrets)
-    from loader.merge import LoadTransaction  # psycopg, imported only by a load that needs it here
-
+    with headstart.kept_for_good():  # psycopg, imported only by a load that needs it here
+        from loader.merge import LoadTransaction
     return LoadTransaction(dsn, secrets)
 
 
@@ -201,9 +201,8 @@ def _serve(sock: socket.socket, loader: int) -> None:
     global _running
     signal.signal(signal.SIGINT, _interrupt)
     threading.Thread(target=_watch, args=(loader,), daemon=True, name="pharmload-db-watch").start()
-    from loader.merge import LoadTransaction
-
-    gc.freeze()  # as in the loader (cli._kept_for_good): the imported modules live until exit
+    with headstart.kept_for_good():
+        from loader.merge import LoadTransaction
     tx: LoadTransaction | None = None
     while (request := _receive(sock)) is not None:
         name, args = request

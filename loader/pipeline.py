@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import dbprocess, discover, parse, unchanged, walk, workers
+from loader import dbprocess, discover, headstart, parse, unchanged, walk, workers
 from loader.backend import database, image_store
 from loader.errors import PharmloadError, redact, retry
 from loader.manifest import Manifest
@@ -92,7 +92,8 @@ def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
 
 def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
     """Run --verify-writes; the load has committed, so a failure to verify is reported, not raised."""
-    from loader import verify  # psycopg, which a load without --verify-writes may never import
+    with headstart.kept_for_good():  # psycopg, which a load without --verify-writes may never import
+        from loader import verify
 
     try:
         return verify.verify(dsn, settings.secrets, done.dataset_id, done.load_ts, done.written, done.expected,

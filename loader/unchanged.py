@@ -24,6 +24,7 @@ from pathlib import Path
 
 import orjson
 
+from loader import headstart
 from loader.backend import database, image_store
 from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
@@ -158,7 +159,8 @@ def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
     rep.add_rejects(refused + list(seal.rejects))
-    from loader.merge import LoadTransaction  # psycopg: only once the seal has matched
+    with headstart.kept_for_good():  # psycopg: only once the seal has matched
+        from loader.merge import LoadTransaction
 
     tx = LoadTransaction(dsn, settings.secrets)
     try:

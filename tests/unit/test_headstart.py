@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loader import cli, headstart
+from loader import headstart
 from loader.settings import Settings
 
 
@@ -74,7 +74,7 @@ def test_imports_are_frozen_and_the_collector_is_back_on_even_after_an_error() -
     assert gc.isenabled()
     before = gc.get_freeze_count()
     try:
-        with pytest.raises(RuntimeError), cli._kept_for_good():
+        with pytest.raises(RuntimeError), headstart.kept_for_good():
             assert not gc.isenabled()  # no collections while the libraries import
             imported = [[i] for i in range(1000)]  # stands for the objects an import leaves behind
             raise RuntimeError("an import failed")
