@@ -96,16 +96,15 @@ def _load(settings: Settings) -> Report:
     with headstart.kept_for_good():
         headstart.start_workers(settings)
         # Imported only now, so that a head start's worker start-up overlaps these imports.
-        from loader import unchanged
-    rep = unchanged.rerun(settings)  # a re-run of an unchanged tree never imports polars
-    if rep is not None:
-        return rep
-    # Forked before polars is imported (and while no thread runs): the child imports psycopg
-    # meanwhile, on the other core, and runs the load's transaction (dbprocess.py).
-    with headstart.kept_for_good():
-        from loader import dbprocess
+        from loader import dbprocess, unchanged
+    # Forked before psycopg and polars are imported (and while no thread runs): the child imports
+    # psycopg meanwhile, on the other core, and runs the load's transaction (dbprocess.py); on a
+    # re-run, while this process walks the tree.
     proc = dbprocess.DbProcess.fork() if settings.backend != "embedded" else None
     try:
+        rep = unchanged.rerun(settings, proc)  # a re-run of an unchanged tree never imports polars
+        if rep is not None:
+            return rep
         with headstart.kept_for_good():
             from loader import pipeline
         return pipeline.run(settings, proc)

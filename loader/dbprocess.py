@@ -2,11 +2,12 @@
 
 Importing psycopg (~0.17 s) and polars (~0.11 s) one after the other is half of a 515-file first
 load, and it runs on one of the two cores. So the CLI forks this process before either is imported
-(`DbProcess.fork`): the child imports psycopg and waits while the loader imports polars and plans,
-and it then runs the load's `merge.LoadTransaction`, one call at a time, as the loader asks. It is
-the same transaction with the same errors, in the same order; only the process differs. Without a
-DbProcess (the library API, the embedded backend, a child that died), `transaction` gives the
-LoadTransaction in the loader's own process instead.
+(`DbProcess.fork`): the child imports psycopg and waits while the loader imports polars and plans
+(or, on a re-run, walks the tree to see whether anything changed), and it then runs the load's
+`merge.LoadTransaction`, one call at a time, as the loader asks. It is the same transaction with
+the same errors, in the same order; only the process differs. Without a DbProcess (the library
+API, the embedded backend, a child that died), `transaction` gives the LoadTransaction in the
+loader's own process instead.
 
 The loader sends (method, args) as a pickle over a socket pair and gets (ok, value or error) back.
 A PharmloadError crosses as itself; anything else arrives as a LoadError naming it. The child acts

@@ -73,7 +73,7 @@ def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
             with database(settings) as dsn:
                 done = retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
                                               why, progress, pool, proc),
-                                attempts=settings.retries, base_delay=settings.retry_delay)
+                             attempts=settings.retries, base_delay=settings.retry_delay)
                 if done is not None and settings.verify_writes != "off":
                     with rep.phase("verify"):
                         rep.verify = _verify(settings, dsn, done, store)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from loader import headstart
+from loader import dbprocess
 from loader.backend import database, image_store
 from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
@@ -114,9 +114,9 @@ def _scan(settings: Settings) -> tuple[str, int, list[tuple[str, str, str]]] | N
     return fingerprint(files), len(files), sorted(refused)
 
 
-def rerun(settings: Settings) -> Report | None:
+def rerun(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report | None:
     """Record a re-run of an unchanged tree and return its report; None when the full pipeline must
-    run instead (nothing has been written then)."""
+    run instead (nothing has been written then). With proc, the transaction runs in that process."""
     if not _eligible(settings) or (seal := read_seal(settings)) is None:
         return None
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=False)
@@ -134,8 +134,8 @@ def rerun(settings: Settings) -> Report | None:
     try:
         with database(settings) as dsn:
             attempts = iter(range(1, settings.retries + 1))
-            recorded = retry(lambda: _record(settings, seal, rep, dsn, files, refused, next(attempts)),
-                                attempts=settings.retries, base_delay=settings.retry_delay)
+            recorded = retry(lambda: _record(settings, seal, rep, dsn, files, refused, next(attempts), proc),
+                             attempts=settings.retries, base_delay=settings.retry_delay)
         if not recorded:
             return None  # the database does not hold the sealed load: the pipeline reconciles
         rep.status = "ok"
@@ -152,17 +152,14 @@ def rerun(settings: Settings) -> Report | None:
 
 
 def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
-            refused: list[tuple[str, str, str]], attempt: int) -> bool:
+            refused: list[tuple[str, str, str]], attempt: int, proc: dbprocess.DbProcess | None) -> bool:
     """One try: take the tag's lock, check the sealed load committed, record this run, commit."""
     rep.reset(attempt)
     rep.note = f"tree unchanged since load {seal.load_id[:12]}: nothing was parsed"
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
     rep.add_rejects(refused + list(seal.rejects))
-    with headstart.kept_for_good():  # psycopg: only once the seal has matched
-        from loader.merge import LoadTransaction
-
-    tx = LoadTransaction(dsn, settings.secrets)
+    tx = dbprocess.transaction(proc, dsn, settings.secrets)
     try:
         with rep.phase("begin"):
             rep.dataset_id = tx.begin(settings)

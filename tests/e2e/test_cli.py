@@ -141,6 +141,21 @@ def test_a_rerun_of_an_unchanged_tree_is_recorded_without_parsing(cli: Cli, dsn:
         (3, 0, 1), (3, 2, 1)]
 
 
+def test_a_rerun_against_a_database_restored_from_before_the_load_loads_it_again(cli: Cli, dsn: str) -> None:
+    """The re-run's check and then the full load both run in the one db process: the check finds
+    the sealed load missing and rolls back, and the pipeline reconciles and loads every file."""
+    _tree(cli.scrape)
+    assert cli.run(cli.load()).code == 0
+    with psycopg.connect(dsn) as conn:
+        conn.execute("DELETE FROM load_runs")
+    res = cli.run(cli.load())
+    assert res.code == 0, res.stderr
+    assert "the database does not hold the manifest's last load; every file is parsed again" in res.stderr
+    assert "Files: 2 found, 2 loaded, 0 rejected, 0 skipped" in res.stderr
+    assert "Rows: 0 inserted, 0 updated, 3 unchanged" in res.stderr
+    assert query(dsn, "SELECT files_seen, files_skipped, rows_unchanged FROM load_runs") == [(2, 0, 3)]
+
+
 def test_exit_1_when_some_files_are_rejected(cli: Cli, dsn: str) -> None:
     _tree(cli.scrape, bad=True)
     res = cli.run(cli.load())
