@@ -76,7 +76,7 @@ class LoadTransaction:
 
     def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
         """COPY CSV (no header) into one of the staging tables. The caller makes the CSV: the
-        transaction may run in the db process (dbproc.py), which never imports polars."""
+        transaction may run in the db process (dbprocess.py), which never imports polars."""
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
         with db.translated(self.secrets), self.conn.cursor() as cur, cur.copy(stmt) as copy:
