@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from loader import embedded, headstart
+from loader import dbprocess, embedded
 from loader.settings import Settings
 from loader.store import LocalStore
 
@@ -17,17 +17,15 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The DSN to use; for the embedded backend, start the server for the block's duration."""
+def database(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Iterator[str]:
+    """The DSN to use; for the embedded backend, start the server for the block's duration (its
+    database is made sure of in proc, when there is one: psycopg is imported there)."""
     if settings.backend != "embedded":
         yield settings.dsn
         return
-    with headstart.kept_for_good():  # psycopg: a load into PostgreSQL imports it in its db process only
-        from loader import db
-
     server = embedded.start(settings.data_dir)
     try:
-        db.ensure_database(server.dsn("postgres"), settings.database)
+        dbprocess.ensure_database(proc, server.dsn("postgres"), settings.database)
         yield server.dsn(settings.database)
     finally:
         server.release(stop=settings.stop_embedded)

@@ -100,7 +100,7 @@ def _load(settings: Settings) -> Report:
     # Forked before psycopg and polars are imported (and while no thread runs): the child imports
     # psycopg meanwhile, on the other core, and runs the load's transaction (dbprocess.py); on a
     # re-run, while this process walks the tree.
-    proc = dbprocess.DbProcess.fork() if settings.backend != "embedded" else None
+    proc = dbprocess.DbProcess.fork()
     try:
         rep = unchanged.rerun(settings, proc)  # a re-run of an unchanged tree never imports polars
         if rep is not None:

@@ -4,10 +4,10 @@ Importing psycopg (~0.17 s) and polars (~0.11 s) one after the other is half of 
 load, and it runs on one of the two cores. So the CLI forks this process before either is imported
 (`DbProcess.fork`): the child imports psycopg and waits while the loader imports polars and plans
 (or, on a re-run, walks the tree to see whether anything changed), and it then runs the load's
-`merge.LoadTransaction`, one call at a time, as the loader asks. It is the same transaction with
-the same errors, in the same order; only the process differs. Without a DbProcess (the library
-API, the embedded backend, a child that died), `transaction` gives the LoadTransaction in the
-loader's own process instead.
+`merge.LoadTransaction`, one call at a time, as the loader asks (and, for the embedded server,
+`db.ensure_database` before it). It is the same transaction with the same errors, in the same
+order; only the process differs. Without a DbProcess (the library API, no fork, a child that
+died), `transaction` gives the LoadTransaction in the loader's own process instead.
 
 The loader sends (method, args) as a pickle over a socket pair and gets (ok, value or error) back.
 A PharmloadError crosses as itself; anything else arrives as a LoadError naming it. The child acts
@@ -192,6 +192,16 @@ def transaction(proc: DbProcess | None, dsn: str, secrets: tuple[str, ...]) -> T
     return LoadTransaction(dsn, secrets)
 
 
+def ensure_database(proc: DbProcess | None, admin_dsn: str, name: str) -> None:
+    """db.ensure_database (the embedded server's database), in the DbProcess when there is one."""
+    if proc is not None and proc.usable():
+        proc.call("ensure_database", admin_dsn, name)
+        return
+    with headstart.kept_for_good():  # psycopg, imported only by a load that needs it here
+        from loader import db
+    db.ensure_database(admin_dsn, name)
+
+
 # --- the child ---------------------------------------------------------------------------------
 
 _running = False  # whether the child runs a call now: SIGINT interrupts only that
@@ -212,6 +222,11 @@ def _serve(sock: socket.socket, loader: int) -> None:
             if name == "begin":
                 tx = LoadTransaction(args[0], args[1])
                 reply: tuple[bool, Any] = (True, tx.begin(args[2]))
+            elif name == "ensure_database":
+                from loader import db
+
+                db.ensure_database(*args)
+                reply = (True, None)
             elif name == "close":
                 if tx is not None:
                     tx.close()

@@ -70,7 +70,7 @@ def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
             load_id = uuid.uuid4().hex
             store = image_store(settings)
             attempts = iter(range(1, settings.retries + 1))
-            with database(settings) as dsn:
+            with database(settings, proc) as dsn:
                 done = retry(lambda: _attempt(settings, plan, man, store, rep, dsn, load_id, next(attempts),
                                               why, progress, pool, proc),
                              attempts=settings.retries, base_delay=settings.retry_delay)

@@ -132,7 +132,7 @@ def rerun(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report
     progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     progress.note("plan: %d search files, unchanged since load %s: nothing to parse", files, seal.load_id[:12])
     try:
-        with database(settings) as dsn:
+        with database(settings, proc) as dsn:
             attempts = iter(range(1, settings.retries + 1))
             recorded = retry(lambda: _record(settings, seal, rep, dsn, files, refused, next(attempts), proc),
                              attempts=settings.retries, base_delay=settings.retry_delay)

@@ -2,7 +2,7 @@
 
 Each test starts its own server in a new folder under /var/tmp/pharmload-test-<uid>/ (never under a private
 folder: as root the wheel makes the data folder's ancestors world-readable) and removes it afterwards,
-stopping whatever is still running there. A fresh server costs a few seconds, so there are three.
+stopping whatever is still running there. A fresh server costs a few seconds, so there are four.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import psycopg
 import pytest
 
 from loader import embedded
+from tests.scrape import Scrape, document, license_
 
 BASE = Path(os.environ.get("PHARMLOAD_TEST_DATA_DIR", f"/var/tmp/pharmload-test-{os.getuid()}"))
 REPO = Path(__file__).resolve().parents[2]
@@ -164,6 +165,7 @@ _START_THEN_DIE = """
 import os, signal, sys
 from pathlib import Path
 from loader import embedded
+from tests.scrape import Scrape, document, license_
 embedded.start(Path(sys.argv[1]))
 os.kill(os.getpid(), signal.SIGKILL)  # no clean-up at all: the handle stays behind
 """
@@ -171,6 +173,7 @@ _START_THEN_RELEASE = """
 import sys
 from pathlib import Path
 from loader import embedded
+from tests.scrape import Scrape, document, license_
 embedded.start(Path(sys.argv[1])).release(stop=True)
 """
 
@@ -240,3 +243,28 @@ def test_start_after_keeping_the_server_holds_it_again(data_dir: Path) -> None:
     finally:
         server.release(stop=True)
     assert _gone(pid), "release(stop=True) after a second start left the server running"
+
+
+def test_the_command_loads_into_a_fresh_embedded_server_and_records_its_rerun(data_dir: Path, tmp_path: Path,
+                                                                              scrape: Scrape) -> None:
+    """The default backend end to end: the loader starts the server, its db process creates the
+    database and runs the load; a second run finds the tree unchanged and records that."""
+    scrape.search("2025-08-03/PA/Belmar_01", document(licenses=[license_(), license_(license_number="X1")]))
+    args = [sys.executable, "-m", "loader", "load", "--backend", "embedded", "--data-dir", str(data_dir),
+            "--states-dir", str(scrape.root), "--tag", "embedded-tag", "--image-dir", str(tmp_path / "images"),
+            "--manifest-dir", str(tmp_path / "manifests")]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PHARMLOAD_", "PG"))}
+    first = subprocess.run(args, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "Rows: 2 inserted" in first.stderr
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=180, check=False)
+    assert again.returncode == 0, again.stderr
+    assert "unchanged since load" in again.stderr
+    server = embedded.start(data_dir)
+    try:
+        with psycopg.connect(server.dsn("pharmchecker")) as conn:
+            assert conn.execute("SELECT count(*) FROM search_results").fetchone() == (2,)
+            assert conn.execute("SELECT files_seen, files_skipped FROM load_runs ORDER BY id").fetchall() == [
+                (1, 0), (1, 1)]
+    finally:
+        server.release(stop=True)
