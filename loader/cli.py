@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from loader import headstart
-from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError
+from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError, redact
 from loader.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -30,10 +30,7 @@ class _Redact(logging.Filter):
         self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-        record.msg, record.args = message, None
+        record.msg, record.args = redact(record.getMessage(), self.secrets), None
         return True
 
 
@@ -134,10 +131,7 @@ def run(argv: list[str]) -> int:
             _print_runs(commands.runs(settings), settings.tag)
         return EXIT_OK
     except PharmloadError as exc:
-        message = str(exc)
-        for secret in settings.secrets:
-            message = message.replace(secret, "***")
-        print(f"pharmload: {message}", file=sys.stderr)
+        print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("pharmload: interrupted; nothing was committed by the interrupted load", file=sys.stderr)
