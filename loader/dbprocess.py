@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     from loader.report import MergeCounts
     from loader.settings import Settings
 
-CALLS = frozenset({"begin", "stage", "merge", "transaction_time", "committed", "terminate_backend", "record_run",
-                   "commit", "close"})
+# LoadTransaction methods the child runs as they are; begin, close and ensure_database are its own.
+CALLS = frozenset({"stage", "merge", "transaction_time", "committed", "terminate_backend", "record_run", "commit"})
 WATCH_INTERVAL = 0.5  # seconds between the child's checks that the loader still runs
 GRACE = 10.0  # seconds the child has to cancel and roll back after the loader died
 INTERRUPT_CHECK = 0.2  # seconds: how long the loader's wait for a reply may hold up Ctrl-C
