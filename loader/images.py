@@ -93,17 +93,43 @@ def sniff(head: bytes) -> tuple[str | None, int | None, int | None]:
     return None, None, None
 
 
-def _hash_one(f: Any, max_bytes: int, size: int) -> tuple[str, int, bytes]:
+def read_whole(path: str, limit: int) -> bytes:
+    """The file's bytes, but never more than limit + 1 of them (one more than allowed tells the
+    caller the file is too large).
+
+    One read sized by fstat. Python's buffered read(limit + 1) set aside the whole limit (10 MB) for
+    every search file, ~5 µs of a worker's ~110 µs per file.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        want = min(os.fstat(fd).st_size, limit) + 1
+        data = os.read(fd, want)
+        if len(data) < want:  # a short read of a regular file is its end
+            return data
+        parts, total = [data], len(data)  # the file grew since fstat, or fstat does not know its size
+        while total <= limit and (more := os.read(fd, limit + 1 - total)):
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
+def _hash_one(fd: int, max_bytes: int, size: int) -> tuple[str, int, bytes]:
     if size > max_bytes:
         raise ValueError(f"larger than the {max_bytes} byte limit")
     h = hashlib.sha256()
     total = 0
     head = b""
-    while block := f.read(BLOCK):
+    want = min(size, BLOCK) + 1  # one read holds a screenshot whole, and its shortness shows the end
+    while block := os.read(fd, want):
         if not head:
             head = block[:64]
         h.update(block)
         total += len(block)
+        if len(block) < want:
+            break
+        want = BLOCK
     return h.hexdigest(), total, head
 
 
@@ -111,13 +137,16 @@ def describe(rel: str, path: str, roots: Roots, known: dict[str, Known] | None =
     """(size, mtime_ns, content_hash, file_size, content_type, width, height, error) of one
     screenshot, read once in large blocks; the hash of an earlier run when size and mtime match."""
     try:
-        with open(path, "rb", buffering=0) as f:
-            st = os.fstat(f.fileno())
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
             facts = known.get(rel) if known else None
             if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns):
                 return (*facts, None)
-            digest, total, head = _hash_one(f, roots.max_bytes, st.st_size)
-            return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None)
+            digest, total, head = _hash_one(fd, roots.max_bytes, st.st_size)
+        finally:
+            os.close(fd)
+        return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None)
     except (OSError, ValueError) as exc:
         return (None, None, None, None, None, None, None, getattr(exc, "strerror", None) or str(exc))
 

@@ -128,8 +128,7 @@ def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
 
 
 def _load(path: str, max_bytes: int) -> tuple[bytes, Any]:
-    with open(path, "rb") as f:
-        data = f.read(max_bytes + 1)
+    data = images.read_whole(path, max_bytes)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"file is larger than the {max_bytes} byte limit")
     if data.startswith(b"\xef\xbb\xbf"):

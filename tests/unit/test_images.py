@@ -1,0 +1,47 @@
+"""images.read_whole and images.describe on real files, no database: sizes, limits, hashes."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from loader import images
+from loader.store import BLOCK
+from tests.scrape import png
+
+
+@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 5000])
+def test_read_whole_returns_at_most_one_byte_past_the_limit(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    data = bytes(range(256)) * (size // 256 + 1)
+    path.write_bytes(data[:size])
+    assert images.read_whole(str(path), 1000) == data[:min(size, 1001)]
+
+
+def test_read_whole_reads_a_file_whose_size_fstat_does_not_know(tmp_path: Path) -> None:
+    # /proc files report size 0: the first read fills its one byte, and the rest is read to the end
+    got = images.read_whole("/proc/self/status", 1 << 20)
+    assert got.startswith(b"Name:") and got.endswith(b"\n") and len(got) > 100
+    assert images.read_whole("/proc/self/status", 10) == got[:11]
+
+
+@pytest.mark.parametrize("filler", [b"", b"x" * 100, b"y" * (BLOCK - 33), b"z" * (3 * BLOCK + 7)])
+def test_describe_hashes_every_byte_in_one_or_many_reads(tmp_path: Path, filler: bytes) -> None:
+    data = png(640, 480, filler)
+    path = tmp_path / "a.png"
+    path.write_bytes(data)
+    roots = images.Roots((str(tmp_path),), 1)
+    size, _mtime, digest, total, kind, width, height, error = images.describe("a.png", str(path), roots)
+    assert (size, total, digest) == (len(data), len(data), hashlib.sha256(data).hexdigest())
+    assert (kind, width, height, error) == ("image/png", 640, 480, None)
+
+
+def test_describe_refuses_a_screenshot_over_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "a.png"
+    path.write_bytes(png(filler=b"w" * 5000))
+    roots = images.Roots((str(tmp_path),), 1, max_bytes=5000)
+    facts = images.describe("a.png", str(path), roots)
+    assert facts[:7] == (None,) * 7
+    assert facts[7] == "larger than the 5000 byte limit"
