@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -163,15 +164,18 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged",
                       todo.height, rep.files_skipped, rep.files_rejected, rep.rows_staged)
         load.repair_store()
-        man.record_files(load.outcomes())
-        man.phase = "staged"
-        if save:
-            man.save()
-        checkpoint(settings, "staged")
         _terminate_for_test(settings, tx, dsn, attempt, "merging")
-        with rep.phase("merge"):
-            load_ts = tx.transaction_time()
-            counts = tx.merge()
+        # The merge runs in the db process and the server: meanwhile this process saves the manifest
+        # file as staged and works out what the commit and the seal need, on a core otherwise idle.
+        beside = ThreadPoolExecutor(1, thread_name_prefix="pharmload-beside")
+        try:
+            ahead = beside.submit(_stage_manifest, settings, plan, man, load, save)
+            with rep.phase("merge"):
+                load_ts = tx.transaction_time()
+                counts = tx.merge()
+            facts = workers.result_of(ahead)
+        finally:
+            beside.shutdown(wait=True)  # a failed merge's retry must not find this thread writing
         lanes.drain()  # every screenshot is in the store before anything commits
         rep.rows_inserted, rep.rows_updated = counts.inserted, counts.updated
         rep.rows_unchanged, rep.images_new_rows = counts.unchanged, counts.images_new
@@ -181,17 +185,16 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         checkpoint(settings, "merged")
         if settings.dry_run:
             return None
-        digest = _digest(plan.jsons)
         with rep.phase("commit"):
             rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), rep.summary(), load_id=load_id,
-                                       manifest_digest=digest)
+                                       manifest_digest=facts.digest)
             tx.commit()
         progress.note("commit: load %s committed as run %s", load_id[:12], rep.run_id)
         checkpoint(settings, "committed")
         man.promote(load_id)
         if save:
             man.save()
-        _seal(settings, plan, man, load_id if save else on_disk, digest)
+        _seal(settings, plan, man, load_id if save else on_disk, facts)
         checkpoint(settings, "done")
         assert rep.dataset_id is not None
         return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
@@ -228,6 +231,32 @@ def _terminate_for_test(settings: Settings, tx: dbprocess.Transaction, dsn: str,
         tx.terminate_backend(dsn)
 
 
+@dataclass(frozen=True)
+class _Facts:
+    """Of the tree as planned, for the commit and the seal (computed while the merge runs)."""
+
+    digest: str                       # load_runs.manifest_digest
+    fingerprint: str | None           # walk.fingerprint(), None when no seal can be written
+    hashes: tuple[str, ...]           # every screenshot the manifest knows a hash of
+
+
+def _stage_manifest(settings: Settings, plan: discover.Plan, man: Manifest, load: ChunkStream, save: bool
+                    ) -> _Facts:
+    """Record this attempt's file outcomes (pending until the commit) and save the manifest file as
+    staged; then the facts of the tree the commit and the seal need."""
+    man.record_files(load.outcomes())
+    man.phase = "staged"
+    if save:
+        man.save()
+    checkpoint(settings, "staged")
+    sealable = settings.single_file is None and plan.jsons.height < unchanged.LIMIT and not settings.dry_run
+    fingerprint = (walk.fingerprint(plan.jsons.select("rel", "link", "size", "mtime_ns").iter_rows())
+                   if sealable else None)
+    hashes = (tuple(man.all_images().filter(pl.col("error").is_null())["content_hash"].unique().sort())
+              if sealable else ())
+    return _Facts(_digest(plan.jsons), fingerprint, hashes)
+
+
 def _digest(jsons: pl.DataFrame) -> str:
     """Names the state of the tree a load saw: every search file's path, size and mtime (as CSV,
     hashed a slice at a time: the whole text of a million files would be ~120 MB more at once)."""
@@ -237,28 +266,26 @@ def _digest(jsons: pl.DataFrame) -> str:
     return digest.hexdigest()
 
 
-def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str | None, digest: str) -> None:
+def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str | None, facts: _Facts) -> None:
     """Leave the seal a re-run of the unchanged tree is checked against (unchanged.py), when every
     search file's outcome stands in the manifest file as saved (none is retried by every run)."""
-    if committed is None or settings.single_file is not None or plan.jsons.height >= unchanged.LIMIT:
+    if committed is None or facts.fingerprint is None:
         return
     identity = unchanged.manifest_identity(settings)
     if identity is None:
         return
-    fingerprint = walk.fingerprint(plan.jsons.select("rel", "link", "size", "mtime_ns").iter_rows())
     current = unchanged.read_seal(settings)
-    if current is not None and current.fingerprint == fingerprint:
+    if current is not None and current.fingerprint == facts.fingerprint:
         return
     remembered = man.remembered_rejects(plan.jsons, settings.parse_key)
     loaded = plan.jsons.join(man.loaded_files(), on=["rel", "size", "mtime_ns"], how="semi").height
     if loaded + remembered.height != plan.jsons.height:
         return
-    images = man.all_images().filter(pl.col("error").is_null())
     try:
         unchanged.write_seal(settings, unchanged.Seal(
-            manifest=identity, key=unchanged.settings_key(settings), load_id=committed, fingerprint=fingerprint,
-            manifest_digest=digest, rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()),
-            hashes=tuple(images["content_hash"].unique().sort())))
+            manifest=identity, key=unchanged.settings_key(settings), load_id=committed,
+            fingerprint=facts.fingerprint, manifest_digest=facts.digest,
+            rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()), hashes=facts.hashes))
     except OSError as exc:  # the load has committed; without a seal, the next re-run takes the pipeline
         log.warning("%s: cannot write it (%s); the next re-run parses nothing but takes the full way",
                     unchanged.seal_path(settings), exc.strerror or exc)

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,7 +74,9 @@ def manifest_identity(settings: Settings) -> tuple[int, int, int] | None:
 
 
 def write_seal(settings: Settings, seal: Seal) -> None:
-    write_atomically(seal_path(settings), orjson.dumps({"version": VERSION, **asdict(seal)}))
+    # vars(), not asdict(): asdict copies every one of the hashes first (30 ms for 18,000); orjson
+    # writes the tuples as they are.
+    write_atomically(seal_path(settings), orjson.dumps({"version": VERSION, **vars(seal)}))
 
 
 def read_seal(settings: Settings) -> Seal | None:

@@ -78,7 +78,7 @@ class Pool:
                 return
             head = queue.popleft()
             with timer():
-                result = _result(head)
+                result = result_of(head)
             yield result
 
 
@@ -208,11 +208,11 @@ class Lanes:
                 f.result()
             if oldest is None:
                 return
-            _result(oldest)
+            result_of(oldest)
 
     def wait_for(self, lane: ThreadPoolExecutor) -> None:
         """Wait until every task queued so far on one lane has run (its thread runs them in order)."""
-        _result(lane.submit(lambda: None))
+        result_of(lane.submit(lambda: None))
         self.check()
 
     def drain(self) -> None:
@@ -222,14 +222,14 @@ class Lanes:
                 if not self._futures:
                     return
                 fut = self._futures.popleft()
-            _result(fut)
+            result_of(fut)
 
     def close(self) -> None:
         self.db.shutdown(wait=True, cancel_futures=True)
         self.store.shutdown(wait=True, cancel_futures=True)
 
 
-def _result(fut: Future[R]) -> R:
+def result_of(fut: Future[R]) -> R:
     """fut.result(), in slices: Ctrl-C is delivered to whichever thread the kernel picks (a lane, one
     of polars' threads), and the main thread acts on it only when it next runs Python code. An
     unbounded wait (a lane waiting for the tag's lock) would hold the interrupt until that wait ended."""
