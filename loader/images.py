@@ -46,8 +46,9 @@ def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
     if source is None:
         return [json_rel[: -len(JSON_SUFFIX)] + ".png"] if json_rel.endswith(JSON_SUFFIX) else []
     parts = [p for p in source.replace("\\", "/").split("/") if p not in ("", ".")][-max(depth, 1):]
-    tails = ("/".join(parts[i:]) for i in range(len(parts)))
-    return [t for t in tails if ".." not in t.split("/")]
+    if ".." in parts:  # every tail that starts at or before the last `..` holds it
+        parts = parts[len(parts) - parts[::-1].index(".."):]
+    return ["/".join(parts[i:]) for i in range(len(parts))]
 
 
 def resolve(source: str | None, json_rel: str, roots: Roots, folders: dict[str, bool] | None = None
@@ -154,7 +155,7 @@ def describe(rel: str, path: str, roots: Roots, known: dict[str, Known] | None =
 def describe_files(file_ids: list[int], sources: list[str | None], json_rels: list[str], roots: Roots
                    ) -> tuple[pl.DataFrame, list[tuple[str, str, str]]]:
     """The screenshot of each search file, and a missing_image warning for each that has none."""
-    cols: dict[str, list[Any]] = {k: [] for k in IMAGE_SCHEMA}
+    rows: list[tuple[Any, ...]] = []
     warnings: list[tuple[str, str, str]] = []
     seen: dict[str, tuple[Any, ...]] = {}  # a screenshot shared by several searches is read once
     folders: dict[str, bool] = {}
@@ -172,9 +173,9 @@ def describe_files(file_ids: list[int], sources: list[str | None], json_rels: li
             if rel not in seen:
                 seen[rel] = describe(rel, path, roots, known)
             facts = (rel, path, *seen[rel])
-        for key, value in zip(IMAGE_SCHEMA, (file_id, *facts), strict=True):
-            cols[key].append(value)
-    return pl.DataFrame(cols, schema=IMAGE_SCHEMA), warnings
+        rows.append((file_id, *facts))
+    cols = zip(*rows, strict=True) if rows else ([] for _ in IMAGE_SCHEMA)
+    return pl.DataFrame(dict(zip(IMAGE_SCHEMA, map(list, cols), strict=True)), schema=IMAGE_SCHEMA), warnings
 
 
 def storage_paths(hashes: pl.Expr) -> pl.Expr:

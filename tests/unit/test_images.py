@@ -45,3 +45,21 @@ def test_describe_refuses_a_screenshot_over_the_limit(tmp_path: Path) -> None:
     facts = images.describe("a.png", str(path), roots)
     assert facts[:7] == (None,) * 7
     assert facts[7] == "larger than the 5000 byte limit"
+
+
+@pytest.mark.parametrize(("source", "depth", "expected"), [
+    ("/home/scraper/data/2025-08-03/PA/a.png", 3, ["2025-08-03/PA/a.png", "PA/a.png", "a.png"]),
+    ("C:\\scrapes\\2025-08-03\\PA\\a.png", 2, ["PA/a.png", "a.png"]),
+    ("data/../x/../2025/./PA//a.png", 5, ["2025/PA/a.png", "PA/a.png", "a.png"]),
+    ("../../etc/passwd", 3, ["etc/passwd", "passwd"]),
+    ("a/b/..", 3, []),
+    ("..", 3, []),
+    ("", 3, []),
+])
+def test_candidates_are_the_tails_without_a_parent_step(source: str, depth: int, expected: list[str]) -> None:
+    assert images.candidates(source, "PA/a_parse.json", depth) == expected
+
+
+def test_candidates_without_a_source_are_the_stem() -> None:
+    assert images.candidates(None, "2025-08-03/PA/a_parse.json", 3) == ["2025-08-03/PA/a.png"]
+    assert images.candidates(None, "2025-08-03/PA/a.json", 3) == []
