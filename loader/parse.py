@@ -28,6 +28,8 @@ STATES = frozenset(
 LICENSE_FIELDS = ("license_number", "license_status", "pharmacy_name", "license_type",
                   "issue_date", "expiration_date")
 ADDRESS_FIELDS = ("street", "city", "state", "zip_code")
+PLACEHOLDER_EMPTY = ("license_number", "license_status", "issue_date", "expiration_date")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ROW_SCHEMA: dict[str, Any] = {
     "file_id": pl.Int64,
     "lic_idx": pl.Int32,
@@ -123,7 +125,7 @@ def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
     except OverflowError:
         raise Rejected("invalid_timestamp", f"metadata.search_timestamp {value[:60]!r} is outside years 1-9999"
                        ) from None
-    delta = utc - datetime(1970, 1, 1, tzinfo=UTC)
+    delta = utc - EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
@@ -172,11 +174,12 @@ def _is_placeholder(lic: dict[str, Any]) -> bool:
     FORMAT.md describes it with every field null; real scrapes sometimes fill in the searched name,
     a license type or an address state in it, which carry no license, so those are ignored.
     """
-    def empty(v: Any) -> bool:
-        if isinstance(v, str):
-            return not v.strip()
-        return v is None or v == [] or v == {}
-    return all(empty(lic.get(k)) for k in ("license_number", "license_status", "issue_date", "expiration_date"))
+    for key in PLACEHOLDER_EMPTY:  # a real license fails at its first field, the number
+        v = lic.get(key)
+        if v is None or v == [] or v == {} or (isinstance(v, str) and not v.strip()):
+            continue
+        return False
+    return True
 
 
 Row = tuple[Any, ...]  # one value per ROW_SCHEMA column, in its order
