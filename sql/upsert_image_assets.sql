@@ -18,4 +18,5 @@ WITH upserted AS (
     RETURNING (xmax = 0) AS inserted
 )
 SELECT (SELECT count(*) FILTER (WHERE inserted) FROM upserted) AS inserted,
-       (SELECT count(DISTINCT content_hash) FROM stage_image_assets) AS distinct_images
+       (SELECT count(*) FROM (SELECT DISTINCT content_hash FROM stage_image_assets
+                              WHERE content_hash IS NOT NULL) d) AS distinct_images
