@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ IMAGE_SCHEMA: dict[str, Any] = {
     "width": pl.Int32, "height": pl.Int32, "error": pl.String,
 }
 Known = tuple[int, int, str, int, "str | None", "int | None", "int | None"]  # size, mtime, hash, ...
+MIN_PER_THREAD = 32  # screenshots: fewer are hashed in line (starting a thread costs ~0.1 ms)
 
 
 @dataclass(frozen=True)
@@ -152,30 +154,47 @@ def describe(rel: str, path: str, roots: Roots, known: dict[str, Known] | None =
         return (None, None, None, None, None, None, None, getattr(exc, "strerror", None) or str(exc))
 
 
-def describe_files(file_ids: list[int], sources: list[str | None], json_rels: list[str], roots: Roots
-                   ) -> tuple[pl.DataFrame, list[tuple[str, str, str]]]:
-    """The screenshot of each search file, and a missing_image warning for each that has none."""
-    rows: list[tuple[Any, ...]] = []
+def describe_files(file_ids: list[int], sources: list[str | None], json_rels: list[str], roots: Roots,
+                   threads: int = 1) -> tuple[pl.DataFrame, list[tuple[str, str, str]]]:
+    """The screenshot of each search file, and a missing_image warning for each that has none.
+
+    With threads > 1 the distinct screenshots are read and hashed by that many threads: reads and
+    SHA-256 release the GIL, so a load small enough to run in-process hashes on every core.
+    """
     warnings: list[tuple[str, str, str]] = []
-    seen: dict[str, tuple[Any, ...]] = {}  # a screenshot shared by several searches is read once
+    found: list[tuple[str, str] | None] = []
     folders: dict[str, bool] = {}
-    known = ({r[0]: r[1:] for r in roots.known.iter_rows()}
-             if roots.known is not None and file_ids else None)
-    for file_id, source, json_rel in zip(file_ids, sources, json_rels, strict=True):
-        found = resolve(source, json_rel, roots, folders)
-        if found is None:
+    for source, json_rel in zip(sources, json_rels, strict=True):
+        where = resolve(source, json_rel, roots, folders)
+        if where is None:
             shown = source if source is not None else "<stem>.png"
             warnings.append((json_rel, "missing_image", f"screenshot {shown[:200]} not found under the states "
                              "folder; loaded without image"))
-            facts: tuple[Any, ...] = (None,) * 10
-        else:
-            rel, path = found
-            if rel not in seen:
-                seen[rel] = describe(rel, path, roots, known)
-            facts = (rel, path, *seen[rel])
-        rows.append((file_id, *facts))
+        found.append(where)
+    distinct = dict(f for f in found if f is not None)  # a screenshot shared by several searches is read once
+    known = ({r[0]: r[1:] for r in roots.known.iter_rows()}
+             if roots.known is not None and distinct else None)
+    facts = dict(zip(distinct, _describe_all(list(distinct.items()), roots, known, threads), strict=True))
+    none = (None,) * 10
+    rows = [(file_id, *(none if f is None else (f[0], f[1], *facts[f[0]])))
+            for file_id, f in zip(file_ids, found, strict=True)]
     cols = zip(*rows, strict=True) if rows else ([] for _ in IMAGE_SCHEMA)
     return pl.DataFrame(dict(zip(IMAGE_SCHEMA, map(list, cols), strict=True)), schema=IMAGE_SCHEMA), warnings
+
+
+def _describe_all(shots: list[tuple[str, str]], roots: Roots, known: dict[str, Known] | None, threads: int
+                  ) -> list[tuple[Any, ...]]:
+    """describe() of each (rel, path), in order; in `threads` interleaved slices when worth it."""
+    if threads <= 1 or len(shots) < 2 * MIN_PER_THREAD:
+        return [describe(rel, path, roots, known) for rel, path in shots]
+    n = min(threads, len(shots) // MIN_PER_THREAD)
+    with ThreadPoolExecutor(n, thread_name_prefix="pharmload-hash") as pool:
+        parts = list(pool.map(lambda part: [describe(rel, path, roots, known) for rel, path in part],
+                              [shots[i::n] for i in range(n)]))
+    out: list[tuple[Any, ...]] = [()] * len(shots)
+    for i, part in enumerate(parts):
+        out[i::n] = part
+    return out
 
 
 def storage_paths(hashes: pl.Expr) -> pl.Expr:

@@ -61,6 +61,7 @@ class ParseTask:
     max_json_bytes: int = 10 * 1024 * 1024
     want_canon: bool = False
     roots: images.Roots | None = None  # where screenshots are; None: do not look for them
+    hash_threads: int = 1  # threads reading and hashing screenshots (more only when run in-process)
 
 
 @dataclass
@@ -273,6 +274,6 @@ def parse_and_prepare(task: ParseTask) -> frame.Prepared:
     if task.roots is not None:
         ids = chunk.files["file_id"].to_list()
         prepared.images, missing = images.describe_files(ids, chunk.files["source_image"].to_list(),
-                                                         [rels[i] for i in ids], task.roots)
+                                                         [rels[i] for i in ids], task.roots, task.hash_threads)
         prepared.warnings += missing
     return prepared

@@ -150,7 +150,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             man.save()
         load = ChunkStream(settings, plan, todo, tx, rep, man, store, progress, lanes)
         progress.begin("parse", todo.height)
-        for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(), window=2 * pool.size,
+        for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(pool.size), window=2 * pool.size,
                                   timer=lambda: rep.phase("parse")):
             load.take_chunk(chunk)
             checkpoint(settings, "parsing")

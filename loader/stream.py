@@ -48,8 +48,11 @@ class ChunkStream:
         self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
         self.rejected: list[tuple[str, str, str]] = []  # (rel, code, detail) of those it rejected
 
-    def parse_tasks(self) -> Iterator[parse.ParseTask]:
+    def parse_tasks(self, pool_size: int) -> Iterator[parse.ParseTask]:
+        """One task per chunk. In-process (a pool of one), the chunk's screenshots are hashed by as
+        many threads as workers were allowed: the other cores are idle then."""
         size = self.settings.chunk_files
+        hash_threads = self.settings.workers if pool_size == 1 else 1
         for start in range(0, self.todo.height, size):
             part = self.todo.slice(start, size)
             rels = part["rel"].to_list()
@@ -58,7 +61,8 @@ class ChunkStream:
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
-                                  want_canon=self.settings.verify_writes != "off", roots=roots)
+                                  want_canon=self.settings.verify_writes != "off", roots=roots,
+                                  hash_threads=hash_threads)
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows, files and screenshot references; store its new screenshots."""

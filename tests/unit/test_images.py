@@ -63,3 +63,22 @@ def test_candidates_are_the_tails_without_a_parent_step(source: str, depth: int,
 def test_candidates_without_a_source_are_the_stem() -> None:
     assert images.candidates(None, "2025-08-03/PA/a_parse.json", 3) == ["2025-08-03/PA/a.png"]
     assert images.candidates(None, "2025-08-03/PA/a.json", 3) == []
+
+
+def test_describe_files_with_threads_gives_what_one_thread_gives(tmp_path: Path) -> None:
+    n = 4 * images.MIN_PER_THREAD + 3
+    for i in range(n):
+        (tmp_path / f"s{i:03d}.png").write_bytes(png(100 + i, 50, filler=bytes([i % 256]) * (i * 97)))
+    sources = [f"/scrapes/s{i:03d}.png" for i in range(n)] + ["/scrapes/s007.png", "/scrapes/gone.png", None]
+    rels = [f"s{i:03d}_parse.json" for i in range(n)] + ["again_parse.json", "gone_parse.json", "s001_parse.json"]
+    ids = list(range(len(sources)))
+    roots = images.Roots((str(tmp_path),), 1)
+    one, warned_one = images.describe_files(ids, sources, rels, roots, threads=1)
+    many, warned_many = images.describe_files(ids, sources, rels, roots, threads=3)
+    assert one.equals(many) and warned_one == warned_many
+    assert one["content_hash"].to_list()[:n] == [
+        hashlib.sha256((tmp_path / f"s{i:03d}.png").read_bytes()).hexdigest() for i in range(n)]
+    assert one.row(n, named=True)["content_hash"] == one.row(7, named=True)["content_hash"]
+    assert one.row(n + 1, named=True)["image_rel"] is None
+    assert one.row(n + 2, named=True)["image_rel"] == "s001.png"
+    assert [w[0] for w in warned_one] == ["gone_parse.json"]
