@@ -10,6 +10,7 @@ per-value cleaning that can be done on whole columns (dates, trims, null tokens)
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -130,8 +131,30 @@ def _timestamp_us(value: Any, tz: ZoneInfo) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+def read_whole(path: str, limit: int) -> bytes:
+    """The file's bytes, but never more than limit + 1 of them (one more than allowed tells the
+    caller the file is too large).
+
+    One read sized by fstat. Python's buffered read(limit + 1) set aside the whole limit (10 MB) for
+    every search file, ~5 µs of a worker's ~110 µs per file.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        want = min(os.fstat(fd).st_size, limit) + 1
+        data = os.read(fd, want)
+        if len(data) < want:  # a short read of a regular file is its end
+            return data
+        parts, total = [data], len(data)  # the file grew since fstat, or fstat does not know its size
+        while total <= limit and (more := os.read(fd, limit + 1 - total)):
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
+
+
 def _load(path: str, max_bytes: int) -> tuple[bytes, Any]:
-    data = images.read_whole(path, max_bytes)
+    data = read_whole(path, max_bytes)
     if len(data) > max_bytes:
         raise Rejected("too_large", f"file is larger than the {max_bytes} byte limit")
     if data.startswith(b"\xef\xbb\xbf"):

@@ -1,4 +1,4 @@
-"""images.read_whole and images.describe on real files, no database: sizes, limits, hashes."""
+"""images.candidates, describe and describe_files on real files, no database: paths, limits, hashes."""
 
 from __future__ import annotations
 
@@ -10,21 +10,6 @@ import pytest
 from loader import images
 from loader.store import BLOCK
 from tests.scrape import png
-
-
-@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 5000])
-def test_read_whole_returns_at_most_one_byte_past_the_limit(tmp_path: Path, size: int) -> None:
-    path = tmp_path / "f"
-    data = bytes(range(256)) * (size // 256 + 1)
-    path.write_bytes(data[:size])
-    assert images.read_whole(str(path), 1000) == data[:min(size, 1001)]
-
-
-def test_read_whole_reads_a_file_whose_size_fstat_does_not_know(tmp_path: Path) -> None:
-    # /proc files report size 0: the first read fills its one byte, and the rest is read to the end
-    got = images.read_whole("/proc/self/status", 1 << 20)
-    assert got.startswith(b"Name:") and got.endswith(b"\n") and len(got) > 100
-    assert images.read_whole("/proc/self/status", 10) == got[:11]
 
 
 @pytest.mark.parametrize("filler", [b"", b"x" * 100, b"y" * (BLOCK - 33), b"z" * (3 * BLOCK + 7)])

@@ -192,3 +192,18 @@ def test_parse_chunk_reports_the_screenshot_reference(tmp_path: Path, given: str
     if given is not None:
         doc["metadata"]["source_image_file"] = given
     assert _one(tmp_path, doc).files["source_image"].to_list() == [expected]
+
+
+@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 5000])
+def test_read_whole_returns_at_most_one_byte_past_the_limit(tmp_path: Path, size: int) -> None:
+    path = tmp_path / "f"
+    data = bytes(range(256)) * (size // 256 + 1)
+    path.write_bytes(data[:size])
+    assert parse.read_whole(str(path), 1000) == data[:min(size, 1001)]
+
+
+def test_read_whole_reads_a_file_whose_size_fstat_does_not_know(tmp_path: Path) -> None:
+    # /proc files report size 0: the first read fills its one byte, and the rest is read to the end
+    got = parse.read_whole("/proc/self/status", 1 << 20)
+    assert got.startswith(b"Name:") and got.endswith(b"\n") and len(got) > 100
+    assert parse.read_whole("/proc/self/status", 10) == got[:11]
