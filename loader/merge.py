@@ -55,9 +55,11 @@ class LoadTransaction:
         self._conn = db.connect(self.dsn, self.secrets)
         tag = settings.tag or ""
         with db.translated(self.secrets):
-            # Staging lives in temp tables: keep them in memory rather than spilling to disk.
-            self.conn.execute("SELECT set_config('temp_buffers', %s, true), set_config('work_mem', %s, true)",
-                              (TEMP_BUFFERS, WORK_MEM))
+            # Staging lives in temp tables: keep them in memory rather than spilling to disk; and
+            # the merge's settings (above), all for this transaction only.
+            self.conn.execute("SELECT set_config('temp_buffers', %s, true), set_config('work_mem', %s, true), "
+                              "set_config('default_statistics_target', %s, true)",
+                              (TEMP_BUFFERS, WORK_MEM, STAGING_STATISTICS_TARGET))
             if settings.statement_timeout_ms is not None:
                 self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
                                   (str(settings.statement_timeout_ms),))
@@ -95,8 +97,7 @@ class LoadTransaction:
         """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""
         with db.translated(self.secrets):
             # Temp tables have no statistics; without them the planner guesses and may nest loops.
-            self.conn.execute("SELECT set_config('default_statistics_target', %s, true)",
-                              (STAGING_STATISTICS_TARGET,))
+            # (From a STAGING_STATISTICS_TARGET sample: begin() set it for this transaction.)
             self.conn.execute(db.statement("analyze_staging"))
             images = self.conn.execute(db.statement("upsert_image_assets")).fetchone()
             row = self.conn.execute(db.statement("merge_search_results"),
