@@ -42,8 +42,8 @@ from dateutil import parser as dateparser
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from loader import db
-from loader.parse import strip_nul  # the same NUL rule; the rest of the cleaning is per value, the old way
+from loader.db import pg
+from loader.scan.parse import strip_nul  # the same NUL rule; the rest of the cleaning is per value, the old way
 
 JSON_SUFFIX = "_parse.json"
 MAX_JSON_BYTES = 10 * 1024 * 1024
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> Stats:
     conn = psycopg.connect(args.dsn, autocommit=True)
     with conn:
         with conn.transaction():
-            conn.execute(db.statement("schema"))  # sql/schema.sql, as pharmload creates it
+            conn.execute(pg.statement("schema"))  # sql/schema.sql, as pharmload creates it
             row = conn.execute(ENSURE_DATASET, (args.tag, args.description)).fetchone()
         assert row is not None
         dataset_id = int(row[0])

@@ -38,8 +38,7 @@ def rows(states_dir: Path, tag: str, stats: dict[str, int]) -> Iterator[dict[str
     import polars as pl
 
     from benchmarks.floor import iter_clean_chunks
-    from loader import images
-
+    from loader.scan import images
     for plan, chunk in iter_clean_chunks(states_dir):
         stats["files"] = plan.jsons.height
         stats["rejected"] = stats.get("rejected", 0) + chunk.rejects

@@ -100,8 +100,7 @@ class CleanChunk:
 
 def iter_clean_chunks(states_dir: Path, chunk_files: int = 2000) -> Iterator[tuple[Any, CleanChunk]]:
     """(plan, chunk) for each chunk of pharmload's plan, parsed and cleaned in this process."""
-    from loader import discover, frame, parse
-
+    from loader.scan import discover, frame, parse
     plan = discover.plan(states_dir)
     rels = plan.jsons.select("file_id", "rel")
     for start in range(0, plan.jsons.height, chunk_files):
@@ -146,8 +145,7 @@ def write_stage_csvs(states_dir: Path, out_dir: Path) -> dict[str, Any]:
     """
     import polars as pl
 
-    from loader import frame
-
+    from loader.scan import frame
     parts = [chunk.rows for _plan, chunk in iter_clean_chunks(states_dir)]
     if not parts:
         raise RuntimeError(f"no search files below {states_dir}")
@@ -188,11 +186,10 @@ def prepare_database(dsn: str, tag: str) -> int:
     """Schema, the tag's dataset and every staging table, empty and regular; returns the dataset id."""
     import psycopg
 
-    from loader import db
-
+    from loader.db import pg
     with psycopg.connect(dsn) as conn:
-        conn.execute(db.statement("schema"))
-        row = conn.execute(db.statement("ensure_dataset"),
+        conn.execute(pg.statement("schema"))
+        row = conn.execute(pg.statement("ensure_dataset"),
                            {"tag": tag, "description": "floor", "created_by": "benchmarks.floor"}).fetchone()
         assert row is not None
         for create in stage_sql().values():
@@ -203,10 +200,9 @@ def prepare_database(dsn: str, tag: str) -> int:
 
 def write_copy_script(stage_dir: Path, dataset_id: int, out: Path) -> Path:
     """A psql script: \\copy each staging CSV in, then pharmload's merge for dataset_id."""
-    from loader import db
-
+    from loader.db import pg
     plan = json.loads((stage_dir / "stage.json").read_text(encoding="utf-8"))
-    merge = db.sql_text("merge_search_results")
+    merge = pg.sql_text("merge_search_results")
     if merge.count("%(dataset_id)s") != 1:
         raise RuntimeError("sql/merge_search_results.sql no longer has exactly one %(dataset_id)s")
     merge = merge.replace("%(dataset_id)s", str(int(dataset_id))).rstrip().rstrip(";")

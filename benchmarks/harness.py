@@ -2,7 +2,7 @@
 
     python -m benchmarks.harness --sizes 515:100000,20000:20000 --runs 3 --skip-slow
 
-One PostgreSQL server (the embedded one, `loader.embedded.start`) is started in
+One PostgreSQL server (the embedded one, `loader.db.embedded.start`) is started in
 ``--work-dir``/pgdata (default ``/var/tmp/pharmload-bench-<uid>``) and kept for the whole run; every
 timed run gets a database of its own (``CREATE DATABASE``), dropped once its end state is checked.
 Each contender is timed as a whole process, interpreter start to exit, by a tiny launcher process
@@ -208,8 +208,7 @@ class Server:
     """The embedded PostgreSQL, kept for the whole benchmark; one database per timed run."""
 
     def __init__(self, data_dir: Path) -> None:
-        from loader import embedded
-
+        from loader.db import embedded
         self.data_dir = data_dir
         self.embedded = embedded.start(data_dir)
         self.admin = psycopg.connect(self.dsn("postgres"), autocommit=True)

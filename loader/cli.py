@@ -12,8 +12,9 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any
 
-from loader import headstart
+from loader import heavy
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError, redact
+from loader.run import headstart
 from loader.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -90,20 +91,21 @@ def _load_outcome(settings: Settings, rep: Report) -> int:
 
 
 def _load(settings: Settings) -> Report:
-    with headstart.kept_for_good():
+    with heavy.kept_for_good():
         headstart.start_workers(settings)
         # Imported only now, so that a head start's worker start-up overlaps these imports.
-        from loader import dbprocess, unchanged
+        from loader.db import process
+        from loader.run import unchanged
     # Forked before psycopg and polars are imported (and while no thread runs): the child imports
-    # psycopg meanwhile, on the other core, and runs the load's transaction (dbprocess.py); on a
+    # psycopg meanwhile, on the other core, and runs the load's transaction (db/process.py); on a
     # re-run, while this process walks the tree.
-    proc = dbprocess.DbProcess.fork()
+    proc = process.DbProcess.fork()
     try:
         rep = unchanged.rerun(settings, proc)  # a re-run of an unchanged tree never imports polars
         if rep is not None:
             return rep
-        with headstart.kept_for_good():
-            from loader import pipeline
+        with heavy.kept_for_good():
+            from loader.run import pipeline
         return pipeline.run(settings, proc)
     finally:
         if proc is not None:
@@ -121,14 +123,14 @@ def run(argv: list[str]) -> int:
     try:
         if settings.command == "load":
             return _load_outcome(settings, _load(settings))
-        with headstart.kept_for_good():
-            from loader import commands
+        with heavy.kept_for_good():
+            from loader.commands import admin
         if settings.command == "init-db":
-            print(f"schema {commands.init_db(settings)}")
+            print(f"schema {admin.init_db(settings)}")
         elif settings.command == "status":
-            _print_status(commands.status(settings))
+            _print_status(admin.status(settings))
         elif settings.command == "runs":
-            _print_runs(commands.runs(settings), settings.tag)
+            _print_runs(admin.runs(settings), settings.tag)
         return EXIT_OK
     except PharmloadError as exc:
         print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)

@@ -17,7 +17,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from loader import embedded
+from loader.db import embedded
 from loader.settings import Settings
 from tests.scrape import Scrape
 

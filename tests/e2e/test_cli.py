@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from loader.merge import LOCK_NAMESPACE
+from loader.db.merge import LOCK_NAMESPACE
 from tests.conftest import manifest_text, query
 from tests.scrape import Scrape, document, license_
 

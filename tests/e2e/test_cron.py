@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from loader.merge import LOCK_NAMESPACE
+from loader.db.merge import LOCK_NAMESPACE
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_
 

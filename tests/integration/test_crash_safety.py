@@ -22,9 +22,9 @@ import polars as pl
 import psycopg
 import pytest
 
-from loader import pipeline, workers
+from loader.db.merge import LOCK_NAMESPACE
 from loader.errors import DatabaseError, LockBusyError, TransientDatabaseError
-from loader.merge import LOCK_NAMESPACE
+from loader.run import pipeline, workers
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_

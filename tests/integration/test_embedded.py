@@ -1,4 +1,4 @@
-"""The embedded server wrapper (loader.embedded) on fresh servers of its own.
+"""The embedded server wrapper (loader.db.embedded) on fresh servers of its own.
 
 Each test starts its own server in a new folder under /var/tmp/pharmload-test-<uid>/ (never under a private
 folder: as root the wheel makes the data folder's ancestors world-readable) and removes it afterwards,
@@ -23,7 +23,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from loader import embedded
+from loader.db import embedded
 from tests.scrape import Scrape, document, license_
 
 BASE = Path(os.environ.get("PHARMLOAD_TEST_DATA_DIR", f"/var/tmp/pharmload-test-{os.getuid()}"))
@@ -164,7 +164,7 @@ def test_fresh_server_listens_only_on_a_private_socket_and_stops(data_dir: Path,
 _START_THEN_DIE = """
 import os, signal, sys
 from pathlib import Path
-from loader import embedded
+from loader.db import embedded
 from tests.scrape import Scrape, document, license_
 embedded.start(Path(sys.argv[1]))
 os.kill(os.getpid(), signal.SIGKILL)  # no clean-up at all: the handle stays behind
@@ -172,7 +172,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # no clean-up at all: the handle stays beh
 _START_THEN_RELEASE = """
 import sys
 from pathlib import Path
-from loader import embedded
+from loader.db import embedded
 from tests.scrape import Scrape, document, license_
 embedded.start(Path(sys.argv[1])).release(stop=True)
 """

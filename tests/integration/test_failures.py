@@ -8,8 +8,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from loader import pipeline
 from loader.errors import LoadError
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_

@@ -10,7 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
-from loader import commands, pipeline
+from loader.commands import admin
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import PLACEHOLDER, Scrape, document, license_, png
@@ -361,7 +362,7 @@ def test_dataset_found_or_created_and_a_second_load_merges(settings: Settings, t
 
 
 def test_dataset_of_another_kind_with_the_same_tag_is_not_used(settings: Settings, scrape: Scrape, dsn: str) -> None:
-    commands.init_db(settings.replace(command="init-db"))
+    admin.init_db(settings.replace(command="init-db"))
     [(other,)] = query(dsn, "INSERT INTO datasets (kind, tag) VALUES ('pharmacies', 'test-tag') RETURNING id")
     scrape.search("2025-08-03/PA/Belmar_01", document())
     rep = pipeline.run(settings)

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from loader import pipeline
 from loader.report import Report
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_, png
@@ -218,7 +218,7 @@ _RUN_LIMITED = """
 import pickle, resource, sys
 limit = int(sys.argv[1])
 resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from loader import pipeline
+from loader.run import pipeline
 pipeline.run(pickle.loads(sys.stdin.buffer.read()))
 """
 

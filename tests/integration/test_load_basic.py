@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from loader import pipeline
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_

@@ -9,7 +9,8 @@ import orjson
 import psycopg
 import pytest
 
-from loader import commands, pipeline
+from loader.commands import admin
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_
@@ -109,7 +110,7 @@ def test_init_db_migrates_an_old_schema_without_losing_a_row(settings: Settings,
     original = query(dsn, "SELECT id, dataset_id, search_name, search_state, search_ts, license_number "
                           "FROM search_results ORDER BY id")
 
-    commands.init_db(settings.replace(command="init-db"))
+    admin.init_db(settings.replace(command="init-db"))
 
     assert query(dsn, "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                       "WHERE conrelid = 'search_results'::regclass AND contype = 'u'") == [(NEW_KEY,)]
@@ -141,16 +142,16 @@ def test_init_db_migrates_an_old_schema_without_losing_a_row(settings: Settings,
 def test_init_db_again_is_a_no_op(settings: Settings, dsn: str, variant: str) -> None:
     _build_old(dsn, variant)
     init = settings.replace(command="init-db")
-    commands.init_db(init)
+    admin.init_db(init)
     after_first = _all_rows(dsn), _unique_keys(dsn)
-    assert commands.init_db(init) == "current"
+    assert admin.init_db(init) == "current"
     assert (_all_rows(dsn), _unique_keys(dsn)) == after_first
 
 
 @pytest.mark.parametrize("variant", list(KEYS))
 def test_load_into_a_migrated_database(settings: Settings, scrape: Scrape, dsn: str, variant: str) -> None:
     _build_old(dsn, variant)
-    commands.init_db(settings.replace(command="init-db"))
+    admin.init_db(settings.replace(command="init-db"))
     scrape.search("2025-08-06/PA/Belmar_01", document(ts="2025-08-06T10:00:00", licenses=[
         license_(license_status="Renewed")]))                                   # newer: updates an old row
     scrape.search("2025-08-06/PA/BelmarRx_01", document(name="Belmar Rx", ts="2025-08-06T10:00:00"))  # same number
@@ -176,7 +177,7 @@ def test_rows_pointing_at_a_moved_row_are_kept_and_repointed(settings: Settings,
         conn.execute("CREATE TABLE match_scores (id SERIAL PRIMARY KEY, "
                      "result_id INT NOT NULL REFERENCES search_results(id) ON DELETE CASCADE, score NUMERIC)")
         conn.execute("INSERT INTO match_scores (result_id, score) SELECT id, id FROM search_results")
-    commands.init_db(settings.replace(command="init-db"))
+    admin.init_db(settings.replace(command="init-db"))
     assert query(dsn, "SELECT count(*) FROM match_scores") == [(len(OLD_ROWS),)]
     assert query(dsn, "SELECT count(*) FROM match_scores m LEFT JOIN search_results r ON r.id = m.result_id "
                       "WHERE r.id IS NULL") == [(0,)]

@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from loader import pipeline
+from loader.run import pipeline
 from loader.settings import Settings
-from loader.store import storage_path
+from loader.stores.local import storage_path
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_
 

@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from loader import pipeline
 from loader.report import Report
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_, with_metadata, with_result, without

@@ -18,7 +18,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from benchmarks.corpus import CorpusSpec, generate
-from loader import pipeline
+from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import manifest_text, query
 from tests.support import pgbouncer

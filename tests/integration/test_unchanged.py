@@ -9,8 +9,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from loader import parse, pipeline, unchanged
 from loader.report import Report
+from loader.run import pipeline, unchanged
+from loader.scan import parse
 from loader.settings import Settings
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_

@@ -9,7 +9,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from loader import discover, images, store
+from loader.scan import discover, images
+from loader.stores import local
 
 
 def _touch(root: Path, *rels: str) -> None:
@@ -165,4 +166,4 @@ def test_resolve_never_follows_a_folder_symlinked_outside_the_roots(tmp_path: Pa
 def test_storage_paths_of_a_column_match_storage_path() -> None:
     hashes = [hashlib.sha256(bytes([i])).hexdigest() for i in range(5)]
     paths = pl.DataFrame({"h": hashes}).select(images.storage_paths(pl.col("h")).alias("p"))["p"].to_list()
-    assert paths == [store.storage_path(h) for h in hashes]
+    assert paths == [local.storage_path(h) for h in hashes]

@@ -8,7 +8,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from loader import frame, parse
+from loader.scan import frame, parse
 
 NULL_TOKENS = ["", "Not On File", "Not Available", "N/A", "NA", "---", "-", "None", "Unknown", "null"]
 TS = 1_754_229_795_401_850  # 2025-08-03T14:03:15.401850Z in microseconds

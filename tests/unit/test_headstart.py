@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from loader import headstart
+from loader import heavy
+from loader.run import headstart
 from loader.settings import Settings
 
 
@@ -74,7 +75,7 @@ def test_imports_are_frozen_and_the_collector_is_back_on_even_after_an_error() -
     assert gc.isenabled()
     before = gc.get_freeze_count()
     try:
-        with pytest.raises(RuntimeError), headstart.kept_for_good():
+        with pytest.raises(RuntimeError), heavy.kept_for_good():
             assert not gc.isenabled()  # no collections while the libraries import
             imported = [[i] for i in range(1000)]  # stands for the objects an import leaves behind
             raise RuntimeError("an import failed")
@@ -85,9 +86,9 @@ def test_imports_are_frozen_and_the_collector_is_back_on_even_after_an_error() -
 
 
 def test_the_loader_itself_never_imports_the_driver_on_a_load_into_postgresql() -> None:
-    """The db process (dbprocess.py) imports psycopg while the loader imports polars; were any
+    """The db process (db/process.py) imports psycopg while the loader imports polars; were any
     module on the loader's path to import it too, the loader would pay the ~0.17 s again."""
-    code = ("import sys; import loader.cli, loader.unchanged, loader.pipeline, loader.stream; "
+    code = ("import sys; import loader.cli, loader.run.unchanged, loader.run.pipeline, loader.run.stream; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_binary')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from loader import images
-from loader.store import BLOCK
+from loader.scan import images
+from loader.scan.images import BLOCK
 from tests.scrape import png
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from loader import parse
+from loader.scan import parse
 from tests.scrape import PLACEHOLDER, document, license_, with_metadata, with_result, without
 
 BOM = b"\xef\xbb\xbf"

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from loader import frame, parse
+from loader.scan import frame, parse
 from tests.scrape import document, license_
 
 REASONS = frozenset({"invalid_json", "invalid_shape", "missing_field", "invalid_state", "invalid_timestamp",

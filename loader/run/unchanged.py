@@ -24,14 +24,15 @@ from pathlib import Path
 
 import orjson
 
-from loader import dbprocess
-from loader.backend import database, image_store
+from loader.db import process
+from loader.db.target import database
 from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report, write_atomically
+from loader.scan.walk import BATCH, Found, fingerprint, walk
 from loader.settings import Settings
-from loader.walk import BATCH, Found, fingerprint, walk
+from loader.stores import image_store
 
 VERSION = 1
 LIMIT = BATCH  # search files: a larger tree gets no seal (its re-run is mostly walking anyway)
@@ -116,7 +117,7 @@ def _scan(settings: Settings) -> tuple[str, int, list[tuple[str, str, str]]] | N
     return fingerprint(files), len(files), sorted(refused)
 
 
-def rerun(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report | None:
+def rerun(settings: Settings, proc: process.DbProcess | None = None) -> Report | None:
     """Record a re-run of an unchanged tree and return its report; None when the full pipeline must
     run instead (nothing has been written then). With proc, the transaction runs in that process."""
     if not _eligible(settings) or (seal := read_seal(settings)) is None:
@@ -154,14 +155,14 @@ def rerun(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report
 
 
 def _record(settings: Settings, seal: Seal, rep: Report, dsn: str, files: int,
-            refused: list[tuple[str, str, str]], attempt: int, proc: dbprocess.DbProcess | None) -> bool:
+            refused: list[tuple[str, str, str]], attempt: int, proc: process.DbProcess | None) -> bool:
     """One try: take the tag's lock, check the sealed load committed, record this run, commit."""
     rep.reset(attempt)
     rep.note = f"tree unchanged since load {seal.load_id[:12]}: nothing was parsed"
     rep.files_found = files + len(refused)
     rep.files_skipped = files - len(seal.rejects)
     rep.add_rejects(refused + list(seal.rejects))
-    tx = dbprocess.transaction(proc, dsn, settings.secrets)
+    tx = process.transaction(proc, dsn, settings.secrets)
     try:
         with rep.phase("begin"):
             rep.dataset_id = tx.begin(settings)

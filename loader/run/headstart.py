@@ -13,40 +13,16 @@ Deliberately light: it runs before polars is imported, so it counts with os.scan
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from loader import workers
-from loader.walk import JSON_SUFFIX
+from loader.run import workers
+from loader.scan.walk import JSON_SUFFIX
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from loader.settings import Settings
-
-@contextlib.contextmanager
-def kept_for_good() -> Iterator[None]:
-    """No cyclic garbage collection while libraries are imported, and none of it later either.
-
-    Importing polars, psycopg and the loader leaves ~82,000 objects the collector tracks, all of
-    them alive until the process exits. It ran ~100 times during those imports, and a full
-    collection of them takes 0.04 s: together 0.02-0.05 s of a 0.6 s load of 515 files, and more
-    where an import comes late, after a walk has left its own objects for every collection to
-    visit. gc.freeze() moves them out of its reach; objects made by the load itself are collected
-    as usual. Every late import of psycopg or polars goes through here.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
-
 
 def start_workers(settings: Settings) -> bool:
     """Start the worker processes now if this load will surely use them; whether it did."""

@@ -1,4 +1,4 @@
-"""Screenshots: find and hash them (worker functions); where each goes in the store (store.py).
+"""Screenshots: find and hash them (worker functions); where each goes in the store (stores/local.py).
 
 A scrape is untrusted input: `resolve` only ever looks below the configured roots, by trailing
 parts of the path the JSON names, and follows a symlink only when its target stays inside them.
@@ -15,8 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from loader.store import BLOCK
-from loader.walk import JSON_SUFFIX, inside
+from loader.scan.walk import JSON_SUFFIX, inside
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # One row per loaded search file: the screenshot it refers to, with what a later run needs to
@@ -27,6 +26,7 @@ IMAGE_SCHEMA: dict[str, Any] = {
     "width": pl.Int32, "height": pl.Int32, "error": pl.String,
 }
 Known = tuple[int, int, str, int, "str | None", "int | None", "int | None"]  # size, mtime, hash, ...
+BLOCK = 1 << 20  # bytes per read of a screenshot larger than one read holds
 MIN_PER_THREAD = 32  # screenshots: fewer are hashed in line (starting a thread costs ~0.1 ms)
 
 

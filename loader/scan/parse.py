@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from loader import frame, images
+from loader.scan import frame, images
 
 # The 50 states, DC and the inhabited territories.
 STATES = frozenset(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from loader.walk import Found, walk
+from loader.scan.walk import Found, walk
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 A = TypeVar("A")
 R = TypeVar("R")
-PRELOAD = ["loader.parse", "loader.frame", "loader.images"]
+PRELOAD = ["loader.scan.parse", "loader.scan.frame", "loader.scan.images"]
 # Workers are replaced after about this many chunks each: the memory their allocators keep from
 # chunk to chunk otherwise grows through a million-file load (150 -> 280 MB PSS).
 TASKS_PER_WORKER = 40

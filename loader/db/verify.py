@@ -14,9 +14,9 @@ from typing import Any, Protocol
 import polars as pl
 import psycopg
 
-from loader import db
-from loader.frame import EXPECTED_COLUMNS, to_csv
-from loader.store import BLOCK
+from loader.db import pg
+from loader.scan.frame import EXPECTED_COLUMNS, to_csv
+from loader.stores.local import BLOCK
 
 MAX_LISTED = 50
 
@@ -27,7 +27,7 @@ class _Store(Protocol):
 
 
 def _copy_expected(conn: psycopg.Connection[Any], expected: pl.DataFrame) -> None:
-    conn.execute(db.statement("create_verify_expected"))
+    conn.execute(pg.statement("create_verify_expected"))
     with conn.cursor() as cur, cur.copy(
             "COPY verify_expected (search_state, search_name, license_number, search_ts_us, content_md5) "
             "FROM STDIN (FORMAT csv)") as copy:
@@ -62,12 +62,12 @@ def _image_problems(images: list[dict[str, Any]], store: _Store, deep: bool) -> 
 def verify(dsn: str, secrets: tuple[str, ...], dataset_id: int, load_ts: datetime, written: int,
            expected: pl.DataFrame, store: _Store, deep: bool) -> dict[str, Any]:
     """Compare the database (and store) with the expected rows; returns the report's verify section."""
-    with db.connect(dsn, secrets) as conn, db.translated(secrets):
+    with pg.connect(dsn, secrets) as conn, pg.translated(secrets):
         _copy_expected(conn, expected)
         params = {"dataset_id": dataset_id, "load_ts": load_ts}
-        rows = db.fetch_all(conn, "verify_rows", params)
-        count = conn.execute(db.statement("verify_written_count"), params).fetchone()
-        images = db.fetch_all(conn, "verify_images", params)
+        rows = pg.fetch_all(conn, "verify_rows", params)
+        count = conn.execute(pg.statement("verify_written_count"), params).fetchone()
+        images = pg.fetch_all(conn, "verify_images", params)
         conn.rollback()
     mismatches: list[dict[str, Any]] = [
         {"key": [r["search_state"], r["search_name"], r["license_number"]], "problem": r["problem"]} for r in rows]

@@ -21,18 +21,22 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from loader import dbprocess, discover, headstart, parse, unchanged, walk, workers
-from loader.backend import database, image_store
+from loader import heavy
+from loader.db import process
+from loader.db.target import database
 from loader.errors import PharmloadError, redact, retry
-from loader.manifest import Manifest
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
+from loader.run import unchanged, workers
+from loader.run.manifest import Manifest
+from loader.run.stream import ChunkStream, checkpoint
+from loader.scan import discover, parse, walk
 from loader.settings import Settings
-from loader.stream import ChunkStream, checkpoint
+from loader.stores import image_store
 
 if TYPE_CHECKING:
-    from loader.backend import Store
+    from loader.stores import Store
 
 log = logging.getLogger("pharmload")
 
@@ -47,7 +51,7 @@ class _Committed:
     expected: pl.DataFrame
 
 
-def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
+def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
     """Load settings.states_dir into settings.tag and return the report; errors propagate after the
     report, rejects and metrics files are written. With proc, the transaction runs in that process."""
     rep = Report(tag=settings.tag or "", backend=settings.backend, dry_run=settings.dry_run)
@@ -93,9 +97,8 @@ def run(settings: Settings, proc: dbprocess.DbProcess | None = None) -> Report:
 
 def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
     """Run --verify-writes; the load has committed, so a failure to verify is reported, not raised."""
-    with headstart.kept_for_good():  # psycopg, which a load without --verify-writes may never import
-        from loader import verify
-
+    with heavy.kept_for_good():  # psycopg, which a load without --verify-writes may never import
+        from loader.db import verify
     try:
         return verify.verify(dsn, settings.secrets, done.dataset_id, done.load_ts, done.written, done.expected,
                              store, deep=settings.verify_writes == "deep")
@@ -107,7 +110,7 @@ def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dic
 
 def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Store, rep: Report, dsn: str,
              load_id: str, attempt: int, manifest_problem: str | None, progress: Progress,
-             pool: workers.Pool, proc: dbprocess.DbProcess | None) -> _Committed | None:
+             pool: workers.Pool, proc: process.DbProcess | None) -> _Committed | None:
     """One try at the whole database phase; a transient error anywhere in it means another try."""
     started = datetime.fromtimestamp(rep.started_at, UTC)
     rep.reset(attempt)
@@ -115,7 +118,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         rep.add_warnings([(str(man.path), "manifest_rebuilt", manifest_problem)])
     refused = list(plan.refused)
     on_disk = man.committed  # the committed load the manifest file names, until this attempt saves it
-    tx = dbprocess.transaction(proc, dsn, settings.secrets)
+    tx = process.transaction(proc, dsn, settings.secrets)
     lanes = workers.Lanes()
     try:
         if attempt == 1 and man.pending is None and man.committed is None:
@@ -207,7 +210,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         tx.close()
 
 
-def _begin(settings: Settings, tx: dbprocess.Transaction, rep: Report) -> None:
+def _begin(settings: Settings, tx: process.Transaction, rep: Report) -> None:
     """Connect, take the tag's lock, make sure schema and dataset exist (on the db lane or in line)."""
     with rep.phase("begin"):
         rep.dataset_id = tx.begin(settings)
@@ -225,7 +228,7 @@ def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.Da
     return todo.join(remembered.select("rel"), on="rel", how="anti", maintain_order="left"), remembered
 
 
-def _terminate_for_test(settings: Settings, tx: dbprocess.Transaction, dsn: str, attempt: int, point: str) -> None:
+def _terminate_for_test(settings: Settings, tx: process.Transaction, dsn: str, attempt: int, point: str) -> None:
     """Test-only: have the server drop this load's connection at a named point, on the first attempt."""
     if settings.test_terminate_at == point and attempt == 1:
         tx.terminate_backend(dsn)

@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from loader import db
+from loader.db import pg
 from loader.errors import LockBusyError
 from loader.report import MergeCounts
 
@@ -52,9 +52,9 @@ class LoadTransaction:
     def begin(self, settings: Settings) -> int:
         """Connect, lock the tag, make sure schema and dataset exist, create the staging tables;
         returns the dataset id."""
-        self._conn = db.connect(self.dsn, self.secrets)
+        self._conn = pg.connect(self.dsn, self.secrets)
         tag = settings.tag or ""
-        with db.translated(self.secrets):
+        with pg.translated(self.secrets):
             # Staging lives in temp tables: keep them in memory rather than spilling to disk; and
             # the merge's settings (above), all for this transaction only.
             self.conn.execute("SELECT set_config('temp_buffers', %s, true), set_config('work_mem', %s, true), "
@@ -64,15 +64,15 @@ class LoadTransaction:
                 self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
                                   (str(settings.statement_timeout_ms),))
             self._lock(tag, settings.lock_wait)
-            db.ensure_schema(self.conn, migrate=False)
-            row = self.conn.execute(db.statement("ensure_dataset"),
+            pg.ensure_schema(self.conn, migrate=False)
+            row = self.conn.execute(pg.statement("ensure_dataset"),
                                     {"tag": tag, "description": settings.description,
                                      "created_by": settings.created_by}).fetchone()
             assert row is not None
             self.dataset_id = int(row[0])
             for table in ("create_stage_rows", "create_stage_files", "create_stage_file_images",
                           "create_stage_images"):
-                self.conn.execute(db.statement(table))
+                self.conn.execute(pg.statement(table))
         return self.dataset_id
 
     def _lock(self, tag: str, wait: bool) -> None:
@@ -85,22 +85,22 @@ class LoadTransaction:
 
     def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
         """COPY CSV (no header) into one of the staging tables. The caller makes the CSV: the
-        transaction may run in the db process (dbprocess.py), which never imports polars."""
+        transaction may run in the db process (db/process.py), which never imports polars."""
         stmt = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT csv)").format(
             sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
-        with db.translated(self.secrets), self.conn.cursor() as cur, cur.copy(stmt) as copy:
+        with pg.translated(self.secrets), self.conn.cursor() as cur, cur.copy(stmt) as copy:
             view = memoryview(data)
             for start in range(0, len(view), COPY_BLOCK):
                 copy.write(view[start:start + COPY_BLOCK])
 
     def merge(self) -> MergeCounts:
         """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""
-        with db.translated(self.secrets):
+        with pg.translated(self.secrets):
             # Temp tables have no statistics; without them the planner guesses and may nest loops.
             # (From a STAGING_STATISTICS_TARGET sample: begin() set it for this transaction.)
-            self.conn.execute(db.statement("analyze_staging"))
-            images = self.conn.execute(db.statement("upsert_image_assets")).fetchone()
-            row = self.conn.execute(db.statement("merge_search_results"),
+            self.conn.execute(pg.statement("analyze_staging"))
+            images = self.conn.execute(pg.statement("upsert_image_assets")).fetchone()
+            row = self.conn.execute(pg.statement("merge_search_results"),
                                     {"dataset_id": self.dataset_id}).fetchone()
         assert row is not None and images is not None
         inserted, updated, distinct = (int(x) for x in row)
@@ -109,20 +109,20 @@ class LoadTransaction:
 
     def transaction_time(self) -> datetime:
         """now() of this transaction: the created_at/updated_at of every row the merge writes."""
-        with db.translated(self.secrets):
-            row = self.conn.execute(db.statement("transaction_time")).fetchone()
+        with pg.translated(self.secrets):
+            row = self.conn.execute(pg.statement("transaction_time")).fetchone()
         assert row is not None
         return row[0]  # type: ignore[no-any-return]
 
     def committed(self, load_id: str) -> bool:
         """Whether the load with this id committed: its load_runs row exists."""
-        with db.translated(self.secrets):
-            return self.conn.execute(db.statement("find_load_run"), {"load_id": load_id}).fetchone() is not None
+        with pg.translated(self.secrets):
+            return self.conn.execute(pg.statement("find_load_run"), {"load_id": load_id}).fetchone() is not None
 
     def terminate_backend(self, dsn: str) -> None:
         """Test-only fault: ask the server, from another session, to drop this load's connection."""
         pid = self.conn.info.backend_pid
-        with db.connect(dsn, self.secrets, autocommit=True) as side:
+        with pg.connect(dsn, self.secrets, autocommit=True) as side:
             side.execute("SELECT pg_terminate_backend(%s)", (pid,))
 
     def record_run(self, tag: str, started_at: datetime, counts: dict[str, Any], report: dict[str, Any],
@@ -130,13 +130,13 @@ class LoadTransaction:
         params = {"dataset_id": self.dataset_id, "tag": tag, "load_id": load_id, "manifest_digest": manifest_digest,
                   "status": status, "started_at": started_at,
                   "report": Jsonb(report, dumps=lambda o: orjson.dumps(o).decode()), **counts}
-        with db.translated(self.secrets):
-            row = self.conn.execute(db.statement("record_load_run"), params).fetchone()
+        with pg.translated(self.secrets):
+            row = self.conn.execute(pg.statement("record_load_run"), params).fetchone()
         assert row is not None
         return int(row[0])
 
     def commit(self) -> None:
-        with db.translated(self.secrets):
+        with pg.translated(self.secrets):
             self.conn.commit()
 
     def rollback(self) -> None:

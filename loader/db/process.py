@@ -5,7 +5,7 @@ load, and it runs on one of the two cores. So the CLI forks this process before 
 (`DbProcess.fork`): the child imports psycopg and waits while the loader imports polars and plans
 (or, on a re-run, walks the tree to see whether anything changed), and it then runs the load's
 `merge.LoadTransaction`, one call at a time, as the loader asks (and, for the embedded server,
-`db.ensure_database` before it). It is the same transaction with the same errors, in the same
+`pg.ensure_database` before it). It is the same transaction with the same errors, in the same
 order; only the process differs. Without a DbProcess (the library API, no fork, a child that
 died), `transaction` gives the LoadTransaction in the loader's own process instead.
 
@@ -29,11 +29,11 @@ import traceback
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loader import headstart
+from loader import heavy
 from loader.errors import LoadError, PharmloadError, TransientDatabaseError
 
 if TYPE_CHECKING:
-    from loader.merge import LoadTransaction
+    from loader.db.merge import LoadTransaction
     from loader.report import MergeCounts
     from loader.settings import Settings
 
@@ -187,19 +187,19 @@ def transaction(proc: DbProcess | None, dsn: str, secrets: tuple[str, ...]) -> T
     """The load's transaction: in the DbProcess when there is one, else in this process."""
     if proc is not None and proc.usable():
         return RemoteTransaction(proc, dsn, secrets)
-    with headstart.kept_for_good():  # psycopg, imported only by a load that needs it here
-        from loader.merge import LoadTransaction
+    with heavy.kept_for_good():  # psycopg, imported only by a load that needs it here
+        from loader.db.merge import LoadTransaction
     return LoadTransaction(dsn, secrets)
 
 
 def ensure_database(proc: DbProcess | None, admin_dsn: str, name: str) -> None:
-    """db.ensure_database (the embedded server's database), in the DbProcess when there is one."""
+    """pg.ensure_database (the embedded server's database), in the DbProcess when there is one."""
     if proc is not None and proc.usable():
         proc.call("ensure_database", admin_dsn, name)
         return
-    with headstart.kept_for_good():  # psycopg, imported only by a load that needs it here
-        from loader import db
-    db.ensure_database(admin_dsn, name)
+    with heavy.kept_for_good():  # psycopg, imported only by a load that needs it here
+        from loader.db import pg
+    pg.ensure_database(admin_dsn, name)
 
 
 # --- the child ---------------------------------------------------------------------------------
@@ -212,8 +212,8 @@ def _serve(sock: socket.socket, loader: int) -> None:
     global _running
     signal.signal(signal.SIGINT, _interrupt)
     threading.Thread(target=_watch, args=(loader,), daemon=True, name="pharmload-db-watch").start()
-    with headstart.kept_for_good():
-        from loader.merge import LoadTransaction
+    with heavy.kept_for_good():
+        from loader.db.merge import LoadTransaction
     tx: LoadTransaction | None = None
     while (request := _receive(sock)) is not None:
         name, args = request
@@ -223,9 +223,8 @@ def _serve(sock: socket.socket, loader: int) -> None:
                 tx = LoadTransaction(args[0], args[1])
                 reply: tuple[bool, Any] = (True, tx.begin(args[2]))
             elif name == "ensure_database":
-                from loader import db
-
-                db.ensure_database(*args)
+                from loader.db import pg
+                pg.ensure_database(*args)
                 reply = (True, None)
             elif name == "close":
                 if tx is not None:

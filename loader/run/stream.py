@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from loader import discover, frame, images, parse, workers
-from loader.manifest import REJECT_SCHEMA, Manifest
 from loader.progress import Progress
 from loader.report import Report
+from loader.run import workers
+from loader.run.manifest import REJECT_SCHEMA, Manifest
+from loader.scan import discover, frame, images, parse
 from loader.settings import Settings
 
 if TYPE_CHECKING:
-    from loader.backend import Store
-    from loader.dbprocess import Transaction
+    from loader.db.process import Transaction
+    from loader.stores import Store
 
 
 REPAIR_SLICE = 50_000  # screenshots asked of the store at a time by repair_store

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from loader.errors import ConfigError, StorageError
-from loader.store import storage_path
+from loader.stores.local import storage_path
 
 log = logging.getLogger("pharmload")
 PREFIX = "sha256/"

@@ -1,0 +1,1 @@
+"""The commands besides `load`, as library functions the CLI and the tests call."""

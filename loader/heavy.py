@@ -1,0 +1,32 @@
+"""Heavy imports (polars, psycopg) kept out of the garbage collector's reach.
+
+Every late import of such a library, in the loader, its workers or its db process, goes through
+`kept_for_good`, so the objects it leaves behind are never walked by a full collection again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def kept_for_good() -> Iterator[None]:
+    """No cyclic garbage collection while libraries are imported, and none of it later either.
+
+    Importing polars, psycopg and the loader leaves ~82,000 objects the collector tracks, all of
+    them alive until the process exits. It ran ~100 times during those imports, and a full
+    collection of them takes 0.04 s: together 0.02-0.05 s of a 0.6 s load of 515 files, and more
+    where an import comes late, after a walk has left its own objects for every collection to
+    visit. gc.freeze() moves them out of its reach; objects made by the load itself are collected
+    as usual. Every late import of psycopg or polars goes through here.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
