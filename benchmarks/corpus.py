@@ -9,8 +9,13 @@ why, which row keys and which screenshots a load must end up with).
 
 What a generated tree contains (all of it deterministic from ``CorpusSpec.seed``):
 
-* searches for ~40 pharmacies in the 50 states + DC + PR; a search that finds licenses writes one
-  or more ``<Name>_<NN>_parse.json`` files with 1-3 licenses each (license numbers mostly strings
+* searches of pharmacies in the 50 states + DC + PR, in one of two profiles (``CorpusSpec.profile``):
+  ``realistic`` searches each (pharmacy, state) pair about once (6 % of searches repeat an earlier
+  one, on an earlier day or later the same day), with as many pharmacies as the tree needs; 75 %
+  of searches find 1-3 licenses (one file each), 25 % none, so a load lands ~1.2 rows per file.
+  ``repeats`` (the older benchmark corpus) searches ~40 pharmacies again and again (0.19 rows per
+  file at 20,000 files), and a search that finds licenses writes one or more
+  ``<Name>_<NN>_parse.json`` files with 1-3 licenses each (license numbers mostly strings
   such as ``NP002169``, sometimes JSON integers; statuses with debris such as ``Clear/`` or
   ``" Active "``; full state names in addresses; dates in every format FORMAT.md lists, null
   tokens and, rarely, impossible dates such as ``02/30/2020``);
@@ -45,7 +50,7 @@ import struct
 import sys
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -53,7 +58,7 @@ from typing import Final, Literal
 
 import orjson
 
-__all__ = ["REJECT_REASONS", "CorpusSpec", "CorpusStats", "add_day", "generate", "main"]
+__all__ = ["CORPUS_VERSION", "PROFILES", "REJECT_REASONS", "CorpusSpec", "CorpusStats", "add_day", "generate", "main"]
 
 # --------------------------------------------------------------------------------------------
 # Public API
@@ -67,6 +72,17 @@ REJECT_REASONS: Final[tuple[str, ...]] = (
     "invalid_state",
     "invalid_timestamp",
 )
+
+#: Profiles: "realistic" (the default) is shaped like a real day's scrape: every (pharmacy, state)
+#: pair is searched about once per tree (REPEAT_SHARE of the searches repeat an earlier one), ~75 %
+#: of searches find 1-3 licenses, so a load lands ~1.2 rows per file. "repeats" is the older,
+#: repeats-heavy tree: ~40 pharmacies whose searches come back day after day (0.19 rows per file
+#: at 20,000 files), which exercises "newest search wins" far more than a real scrape does.
+PROFILES: Final[tuple[str, ...]] = ("realistic", "repeats")
+
+#: Bumped whenever the bytes a spec generates change: the benchmark harness names its cached
+#: corpora with it, so a cache written by an older generator is never taken for the current one.
+CORPUS_VERSION: Final = 2
 
 RowKey = tuple[str, str, str | None]
 """(search_state, search_name, license_number text or None) as the loader should store it."""
@@ -82,6 +98,7 @@ class CorpusSpec:
     days: int = 3
     broken_fraction: float = 0.02
     start_day: str = "2025-08-03"
+    profile: str = "realistic"  # one of PROFILES
 
 
 @dataclass(frozen=True)
@@ -119,8 +136,14 @@ class CorpusStats:
     #: (width, height) of every PNG written, by path relative to the output directory.
     png_dimensions: dict[str, tuple[int, int]] = field(default_factory=dict, repr=False)
 
+    @property
+    def search_pairs(self) -> int:
+        """Distinct (pharmacy, state) pairs searched by valid files."""
+        return len({(state, name) for state, name, _ in self.row_keys})
+
     def summary(self) -> dict[str, object]:
         """A small JSON-friendly view (the sets and the dimension map reduced to counts)."""
+        no_results = sum(self.no_result_files.values())
         return {
             "days": list(self.days),
             "json_files": self.json_files,
@@ -134,7 +157,11 @@ class CorpusStats:
             "impossible_dates": self.impossible_dates,
             "rows_before_dedup": self.rows_before_dedup,
             "distinct_row_keys": len(self.row_keys),
+            "search_pairs": self.search_pairs,
             "referenced_images": len(self.image_files),
+            "rows_per_file": round(len(self.row_keys) / self.json_files, 3) if self.json_files else None,
+            "repeat_search_share": round(1 - self.search_pairs / self.valid_files, 3) if self.valid_files else None,
+            "no_result_share": round(no_results / self.valid_files, 3) if self.valid_files else None,
         }
 
 
@@ -234,6 +261,8 @@ PHARMACIES: Final[tuple[_Pharmacy, ...]] = tuple(
     )
 )
 # fmt: on
+
+_Search = tuple[_Pharmacy, str]  # a (pharmacy, state) pair searched
 
 _MONTHS: Final[tuple[str, ...]] = (
     "January", "February", "March", "April", "May", "June", "July", "August", "September",
@@ -375,6 +404,8 @@ def _validate(spec: CorpusSpec) -> None:
         raise ValueError("image_bytes must be >= 0")
     if not 0.0 <= spec.broken_fraction <= 1.0:
         raise ValueError("broken_fraction must be between 0 and 1")
+    if spec.profile not in PROFILES:
+        raise ValueError(f"profile must be one of {', '.join(PROFILES)}")
     date.fromisoformat(spec.start_day)
 
 
@@ -414,17 +445,110 @@ def _universe(seed: int) -> tuple[tuple[_Pharmacy, str], ...]:
     return tuple(pairs)
 
 
+#: Words of synthesized pharmacy names ("Cedar Creek Apothecary"), for realistic trees that search
+#: more pharmacies than PHARMACIES lists; two-word names never equal one of PHARMACIES.
+_NAME_FIRST: Final[tuple[str, ...]] = (
+    "Cedar", "Maple", "Summit", "Lakeside", "Pioneer", "Liberty", "Heritage", "Riverside", "Valley",
+    "Coastal", "Prairie", "Granite", "Willow", "Sierra", "Canyon", "Evergreen", "Bayview", "Northgate",
+    "Southport", "Westfield", "Eastwood", "Magnolia", "Sunrise", "Silverline", "Goldenrod", "Blue Ridge",
+    "Oak Hollow", "Pine Bluff", "Stonebridge", "Fairview", "Brookside", "Highland", "Meadow", "Cypress",
+    "Aspen", "Juniper", "Redwood", "Sequoia", "Hillcrest", "Crescent", "Beacon", "Keystone", "Frontier",
+    "Lighthouse", "Cornerstone", "Parkway", "Main Street", "Town Square", "Village", "Union",
+)  # fmt: skip
+_NAME_SECOND: Final[tuple[str, ...]] = (
+    "Compounding", "Apothecary", "Pharmacy", "Rx", "Drug", "Health", "Specialty Rx", "Wellness",
+    "Pharma", "Scripts", "Infusion", "Care", "Medical", "Chemists", "Labs", "Drugstore",
+)  # fmt: skip
+_NAME_THIRD: Final[tuple[str, ...]] = (
+    "North", "South", "East", "West", "Central", "Plaza", "Park", "Point", "Square", "Heights",
+    "Commons", "Crossing", "Station", "Junction", "Gardens", "Terrace", "Landing", "Harbor", "Ridge", "Grove",
+)  # fmt: skip
+_STREETS: Final[tuple[str, ...]] = (
+    "MAIN ST", "OAK AVE", "COMMERCE DR", "INDUSTRIAL BLVD", "MARKET ST", "PARK AVE", "CENTER DR",
+    "TECHNOLOGY WAY", "HIGHWAY 50", "RESEARCH PKWY", "WASHINGTON ST", "LINCOLN AVE",
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _synthetic_names(seed: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Two-word and three-word names, each list in a seeded order."""
+    rng = _rng(seed, "names")
+    two = [f"{a} {b}" for a in _NAME_FIRST for b in _NAME_SECOND]
+    three = [f"{a} {b} {c}" for c in _NAME_THIRD for a in _NAME_FIRST for b in _NAME_SECOND]
+    rng.shuffle(two)
+    rng.shuffle(three)
+    return tuple(two), tuple(three)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pharmacy(seed: int, index: int) -> _Pharmacy:
+    """Pharmacy number ``index`` of the realistic profile: PHARMACIES first, then synthesized ones."""
+    if index < len(PHARMACIES):
+        return PHARMACIES[index]
+    two, three = _synthetic_names(seed)
+    j = index - len(PHARMACIES)
+    if j < len(two):
+        name = two[j]
+    elif j < len(two) + len(three):
+        name = three[j - len(two)]
+    else:  # beyond ~17,000 pharmacies: numbered branches
+        j -= len(two) + len(three)
+        name = f"{three[j % len(three)]} {2 + j // len(three)}"
+    rng = _rng(seed, "pharmacy", index)
+    home = PHARMACIES[rng.randrange(len(PHARMACIES))]  # a real city, state and zip code
+    legal = name.upper() + rng.choice(("", "", " LLC", " INC", " PHARMACY"))
+    suite = f"STE {rng.randrange(1, 500)}" if rng.random() < 0.3 else ""
+    street = f"{rng.randrange(1, 20_000)} {rng.choice(_STREETS)}"
+    return _Pharmacy(name, legal, street, suite, home.city, home.state, home.zip_code)
+
+
+@functools.lru_cache(maxsize=8)
+def _state_order(seed: int) -> tuple[str, ...]:
+    codes = list(STATES)
+    _rng(seed, "states").shuffle(codes)
+    return tuple(codes)
+
+
+def _realistic_pair(seed: int, k: int) -> _Search:
+    """Pair number ``k`` of the realistic profile's endless list: each pharmacy in every state."""
+    pharmacy, nth = divmod(k, len(STATES))
+    states = _state_order(seed)
+    return _pharmacy(seed, pharmacy), states[(nth + 7 * pharmacy) % len(states)]
+
+
 def _random_date(rng: random.Random, first: date, last: date) -> date:
     return first + timedelta(days=rng.randrange((last - first).days + 1))
 
 
+@dataclass(frozen=True, slots=True)
+class _Odds:
+    """What a search of one (pharmacy, state) pair finds, by corpus profile."""
+
+    found: float  # share of pairs whose search finds licenses
+    licenses: tuple[int, ...]  # weights of 1, 2, 3, ... licenses found
+    shared_png: float  # share of a search's later files that point at its first file's screenshot
+
+
+_ODDS: Final[dict[str, _Odds]] = {
+    # mean 1.40 licenses: with REPEAT_SHARE and 2 % broken files, ~1.2 rows per file
+    "realistic": _Odds(found=0.75, licenses=(68, 24, 8), shared_png=0.5),
+    "repeats": _Odds(found=0.72, licenses=(40, 30, 15, 10, 5), shared_png=0.15),
+}
+
+#: Realistic profile: share of a day's searches that repeat a pair searched before (on an earlier
+#: day, or the same day: a retried search), and of those, the share from earlier days.
+REPEAT_SHARE: Final = 0.06
+_EARLIER_DAY_SHARE: Final = 0.7
+
+
 @functools.lru_cache(maxsize=8192)
-def _profile(seed: int, pharmacy: _Pharmacy, state: str) -> _Profile:
+def _profile(seed: int, pharmacy: _Pharmacy, state: str, kind: str = "repeats") -> _Profile:
+    odds = _ODDS[kind]
     rng = _rng(seed, "profile", pharmacy.name, state)
-    found = rng.random() < 0.72
+    found = rng.random() < odds.found
     if not found:
         return _Profile(pharmacy, state, False, ())
-    count = rng.choices((1, 2, 3, 4, 5), weights=(40, 30, 15, 10, 5))[0]
+    count = rng.choices(range(1, len(odds.licenses) + 1), weights=odds.licenses)[0]
     state_style = list(STATES).index(state) % len(_NUMBER_STYLES)
     numbers: set[str] = set()
     licenses: list[_License] = []
@@ -478,41 +602,80 @@ def _choose(rng: random.Random, candidates: Sequence[int], fraction: float) -> l
     return rng.sample(list(candidates), max(1, min(len(candidates), round(len(candidates) * fraction))))
 
 
+def _repeats_searches(spec: CorpusSpec, index: int) -> Iterator[_Search]:
+    """Repeats profile: a window of the shuffled ~2,000 (pharmacy, state) pairs that moves ~60 % per
+    day, so ~40 % of a day's searches repeat the previous day's; wraps around for big corpora."""
+    universe = _universe(spec.seed)
+    nominal = max(1, spec.files // spec.days)
+    stride = max(1, round(nominal / 1.2 * 0.6))
+    start = (index * stride) % len(universe)
+    step = 0
+    while True:
+        yield universe[(start + step) % len(universe)]
+        step += 1
+
+
+def _realistic_searches(spec: CorpusSpec, index: int, rng: random.Random, n_files: int) -> list[_Search]:
+    """Realistic profile: the day searches pairs no earlier day searched (the pair list is endless:
+    pharmacies are synthesized as needed), plus REPEAT_SHARE of repeats: pairs of earlier days, and
+    pairs searched again later the same day. Each search is one file."""
+    offset = sum(_fresh_count(spec, d) for d in range(index))
+    n_repeat = n_files - _fresh_count(spec, index)
+    fresh = n_files - n_repeat
+    n_earlier = min(n_repeat, round(n_repeat * _EARLIER_DAY_SHARE)) if offset else 0
+    # (position in the day, pair index): a same-day repeat comes after its first search
+    order = [(float(j), offset + j) for j in range(fresh)]
+    order += [(rng.uniform(0, fresh), rng.randrange(offset)) for _ in range(n_earlier)]
+    if fresh:
+        for j in (rng.randrange(fresh) for _ in range(n_repeat - n_earlier)):
+            order.append((rng.uniform(j + 0.5, fresh), offset + j))
+    order.sort()
+    return [_realistic_pair(spec.seed, k) for _, k in order]
+
+
+def _fresh_count(spec: CorpusSpec, index: int) -> int:
+    """Realistic profile: searches of new pairs on day ``index``."""
+    n_files = _day_counts(spec, index)[0]
+    return n_files - round(n_files * REPEAT_SHARE)
+
+
 def _plan_day(spec: CorpusSpec, index: int, prev: _DayPlan | None, exists: Callable[[str], bool]) -> _DayPlan:
     n_files, n_broken, broken_offset = _day_counts(spec, index)
     rng = _rng(spec.seed, "plan", index)
     day = (date.fromisoformat(spec.start_day) + timedelta(days=index)).isoformat()
-    universe = _universe(spec.seed)
+    odds = _ODDS[spec.profile]
+    searches: Iterable[_Search] = (
+        _repeats_searches(spec, index) if spec.profile == "repeats"
+        else _realistic_searches(spec, index, rng, n_files)
+    )  # fmt: skip
 
-    # Which searches: a window of the shuffled (pharmacy, state) list that moves ~60 % per day,
-    # so ~40 % of a day's searches repeat the previous day's; wraps around for big corpora.
-    nominal = max(1, spec.files // spec.days)
-    stride = max(1, round(nominal / 1.2 * 0.6))
-    start = (index * stride) % len(universe)
     mean_gap_us = 43_200_000_000 // max(1, n_files)
     instant = datetime.fromisoformat(day).replace(hour=8, tzinfo=UTC) + timedelta(
         microseconds=rng.randrange(600_000_000)
     )
     files: list[_FilePlan] = []
-    first_of_search: list[bool] = []
+    #: the file whose screenshot a file may share: the first file of its search (repeats profile)
+    #: or of the same pair's first search that day (realistic); None for those first files
+    source: list[int | None] = []
+    first_file: dict[tuple[str, str], int] = {}
     nn_next: dict[tuple[str, str], int] = {}
-    step = 0
-    while len(files) < n_files:
-        pharmacy, state = universe[(start + step) % len(universe)]
-        step += 1
-        profile = _profile(spec.seed, pharmacy, state)
+    for pharmacy, state in searches:
+        if len(files) == n_files:
+            break
+        profile = _profile(spec.seed, pharmacy, state, spec.profile)
         instant += timedelta(microseconds=rng.randint(mean_gap_us // 5, mean_gap_us * 9 // 5))
-        if profile.found:
-            chunks: list[tuple[_License, ...]] = []
+        chunks: list[tuple[_License, ...]] = [()]
+        if profile.found and spec.profile == "realistic":
+            chunks = [profile.licenses]
+        elif profile.found:
+            chunks = []
             pool = profile.licenses
             while pool:
                 size = rng.choice((1, 1, 2, 3))
                 chunks.append(pool[:size])
                 pool = pool[size:]
-        else:
-            chunks = [()]
+        key = (pharmacy.name, state)
         for i, chunk in enumerate(chunks):
-            key = (pharmacy.name, state)
             nn = nn_next.get(key, 1)
             nn_next[key] = nn + 1
             png_rel = f"{day}/{state}/{pharmacy.name}_{nn:02d}.png"
@@ -525,8 +688,12 @@ def _plan_day(spec: CorpusSpec, index: int, prev: _DayPlan | None, exists: Calla
             if i:
                 instant += timedelta(microseconds=rng.randint(1_500, 4_000))
             shape: _Shape = "found" if profile.found else "placeholder_null"
+            if spec.profile == "repeats":
+                source.append(len(files) - i if i else None)
+            else:
+                source.append(first_file.get(key))
+                first_file.setdefault(key, len(files))
             files.append(_FilePlan(profile, nn, json_rel, png_rel, True, shape, chunk, instant))
-            first_of_search.append(i == 0)
             if len(files) == n_files:
                 break
 
@@ -540,15 +707,18 @@ def _plan_day(spec: CorpusSpec, index: int, prev: _DayPlan | None, exists: Calla
     valid_found = [i for i in valid if files[i].profile.found]
     valid_none = [i for i in valid if not files[i].profile.found]
 
-    # Screenshots shared within a search: later result files point at the first file's PNG.
-    for i in _choose(rng, [i for i in valid_found if not first_of_search[i]], 0.15):
-        first = next(k for k in range(i, -1, -1) if first_of_search[k])
+    # Shared screenshots: a search's later result files, or a retried search, point at the first
+    # file's PNG (repeats profile: found searches only, as before).
+    sharers = valid_found if spec.profile == "repeats" else valid
+    for i in _choose(rng, [i for i in sharers if source[i] is not None], odds.shared_png):
+        first = source[i]
+        assert first is not None
         files[i].png_rel, files[i].own_png, files[i].shared_png = files[first].png_rel, False, True
     # "No results" again: sometimes the scraper points at the previous day's screenshot.
     if prev is not None:
         cands = [
             i for i in valid_none
-            if first_of_search[i] and exists(prev.no_result_png.get(_key(files[i]), "\0"))
+            if files[i].own_png and exists(prev.no_result_png.get(_key(files[i]), "\0"))
         ]  # fmt: skip
         for i in _choose(rng, cands, 0.3):
             files[i].png_rel, files[i].own_png, files[i].shared_png = (
@@ -1076,6 +1246,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--broken-fraction", type=float, default=defaults.broken_fraction)
     parser.add_argument("--start-day", default=defaults.start_day)
     parser.add_argument(
+        "--profile", choices=PROFILES, default=defaults.profile,
+        help="realistic: each pharmacy+state searched about once, ~1.2 rows per file; "
+        "repeats: ~40 pharmacies searched again and again (the older benchmark corpus)",
+    )  # fmt: skip
+    parser.add_argument(
         "--add-day", type=int, metavar="K", help="only add day folder number K (0-based) to an existing tree"
     )
     args = parser.parse_args(argv)
@@ -1086,6 +1261,7 @@ def main(argv: list[str] | None = None) -> int:
         days=args.days,
         broken_fraction=args.broken_fraction,
         start_day=args.start_day,
+        profile=args.profile,
     )
     started = time.perf_counter()
     try:

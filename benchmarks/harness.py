@@ -56,7 +56,7 @@ import psycopg
 from psycopg import sql
 
 from benchmarks import floor
-from benchmarks.corpus import CorpusSpec, add_day, generate
+from benchmarks.corpus import CORPUS_VERSION, PROFILES, CorpusSpec, add_day, generate
 
 REPO = Path(__file__).resolve().parent.parent
 CONTENDERS = ("pharmload", "baseline", "dlt", "floor")
@@ -108,6 +108,7 @@ class Corpus:
     files: int
     image_bytes: int
     seed: int
+    profile: str
     root: Path  # the tree (a states folder)
     expected: Expected
     day_dir: Path | None = None  # holds the one extra day folder, for the incremental scenario
@@ -115,15 +116,16 @@ class Corpus:
 
     @property
     def name(self) -> str:
-        return corpus_name(self.files, self.image_bytes, self.seed)
+        return corpus_name(self.files, self.image_bytes, self.seed, self.profile)
 
     @property
     def spec(self) -> CorpusSpec:
-        return CorpusSpec(files=self.files, seed=self.seed, image_bytes=self.image_bytes)
+        return CorpusSpec(files=self.files, seed=self.seed, image_bytes=self.image_bytes, profile=self.profile)
 
 
-def corpus_name(files: int, image_bytes: int, seed: int) -> str:
-    return f"{files}-{image_bytes}-{seed}"
+def corpus_name(files: int, image_bytes: int, seed: int, profile: str) -> str:
+    """The cache's name for a corpus; the generator's version in it keeps a stale cache from being reused."""
+    return f"{profile}-v{CORPUS_VERSION}-{files}-{image_bytes}-{seed}"
 
 
 def _write_expected(path: Path, stats: Any) -> Expected:
@@ -146,23 +148,32 @@ def _read_expected(path: Path) -> Expected | None:
         return None
 
 
-def ensure_corpus(corpus_dir: Path, files: int, image_bytes: int, seed: int) -> Corpus:
+def ensure_corpus(corpus_dir: Path, files: int, image_bytes: int, seed: int, profile: str) -> Corpus:
     """The cached corpus, generated first if missing (into a temporary folder, then renamed)."""
-    name = corpus_name(files, image_bytes, seed)
+    name = corpus_name(files, image_bytes, seed, profile)
     root, exp_path = corpus_dir / name, corpus_dir / f"{name}.expected.json"
-    expected = _read_expected(exp_path) if root.is_dir() else None
-    if expected is None:
-        corpus_dir.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root, ignore_errors=True)
-        tmp = corpus_dir / f".{name}.tmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        log(f"generating corpus {name} into {corpus_dir} (once; reused by later runs)")
-        started = time.perf_counter()
-        stats = generate(tmp, CorpusSpec(files=files, seed=seed, image_bytes=image_bytes))
-        tmp.rename(root)
-        expected = _write_expected(exp_path, stats)
-        log(f"corpus {name}: {stats.json_files} JSON + {stats.png_files} PNG in {time.perf_counter() - started:.1f}s")
-    return Corpus(files, image_bytes, seed, root, expected)
+    corpus_dir.mkdir(parents=True, exist_ok=True)
+    with open(corpus_dir / f".{name}.lock", "w") as lock:  # another benchmark may be writing it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        expected = _read_expected(exp_path) if root.is_dir() else None
+        if expected is None:
+            expected = _generate_corpus(corpus_dir, name, CorpusSpec(files=files, seed=seed, image_bytes=image_bytes,
+                                                                     profile=profile))
+    return Corpus(files, image_bytes, seed, profile, root, expected)
+
+
+def _generate_corpus(corpus_dir: Path, name: str, spec: CorpusSpec) -> Expected:
+    root, exp_path = corpus_dir / name, corpus_dir / f"{name}.expected.json"
+    shutil.rmtree(root, ignore_errors=True)
+    tmp = corpus_dir / f".{name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    log(f"generating corpus {name} into {corpus_dir} (once; reused by later runs)")
+    started = time.perf_counter()
+    stats = generate(tmp, spec)
+    tmp.rename(root)
+    expected = _write_expected(exp_path, stats)
+    log(f"corpus {name}: {stats.json_files} JSON + {stats.png_files} PNG in {time.perf_counter() - started:.1f}s")
+    return expected
 
 
 def ensure_day(corpus: Corpus, corpus_dir: Path) -> None:
@@ -170,24 +181,31 @@ def ensure_day(corpus: Corpus, corpus_dir: Path) -> None:
     if corpus.day_dir is not None:
         return
     day_dir, exp_path = corpus_dir / f"{corpus.name}.day", corpus_dir / f"{corpus.name}.day.expected.json"
-    day_exp = _read_expected(exp_path) if day_dir.is_dir() else None
-    if day_exp is None:
-        shutil.rmtree(day_dir, ignore_errors=True)
-        tmp = corpus_dir / f".{corpus.name}.daytmp-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        hardlink_tree(corpus.root, tmp)
-        log(f"adding one day to corpus {corpus.name} (once)")
-        stats = add_day(tmp, corpus.spec, corpus.spec.days)
-        if len(stats.days) != 1:
-            raise BenchmarkError(f"add_day wrote {stats.days}, expected one day folder")
-        staging = corpus_dir / f".{corpus.name}.day-{os.getpid()}"
-        staging.mkdir()
-        (tmp / stats.days[0]).rename(staging / stats.days[0])
-        shutil.rmtree(tmp)
-        staging.rename(day_dir)
-        day_exp = _write_expected(exp_path, stats)
+    with open(corpus_dir / f".{corpus.name}.lock", "w") as lock:  # another benchmark may be writing it
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        day_exp = _read_expected(exp_path) if day_dir.is_dir() else None
+        if day_exp is None:
+            day_exp = _generate_day(corpus, corpus_dir)
     corpus.day_dir = day_dir
     corpus.day_expected = corpus.expected.union(day_exp)
+
+
+def _generate_day(corpus: Corpus, corpus_dir: Path) -> Expected:
+    day_dir, exp_path = corpus_dir / f"{corpus.name}.day", corpus_dir / f"{corpus.name}.day.expected.json"
+    shutil.rmtree(day_dir, ignore_errors=True)
+    tmp = corpus_dir / f".{corpus.name}.daytmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    hardlink_tree(corpus.root, tmp)
+    log(f"adding one day to corpus {corpus.name} (once)")
+    stats = add_day(tmp, corpus.spec, corpus.spec.days)
+    if len(stats.days) != 1:
+        raise BenchmarkError(f"add_day wrote {stats.days}, expected one day folder")
+    staging = corpus_dir / f".{corpus.name}.day-{os.getpid()}"
+    staging.mkdir()
+    (tmp / stats.days[0]).rename(staging / stats.days[0])
+    shutil.rmtree(tmp)
+    staging.rename(day_dir)
+    return _write_expected(exp_path, stats)
 
 
 def hardlink_tree(src: Path, dst: Path) -> None:
@@ -868,6 +886,13 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _shape(size: dict[str, Any]) -> str:
+    """The corpus's shape: what a correct load ends with."""
+    pairs = f"{size['search_pairs']:,} pharmacy+state pairs, " if "search_pairs" in size else ""
+    return (f"{size.get('profile', 'repeats')} profile: {size['files']:,} search files, "
+            f"{size['expected_rows']:,} rows, {pairs}{size['expected_images']:,} distinct screenshots")
+
+
 def markdown(result: dict[str, Any]) -> str:
     meta = result["meta"]
     lines = [
@@ -884,7 +909,7 @@ def markdown(result: dict[str, Any]) -> str:
               "loader RSS MB | tree RSS / PSS MB | server RSS MB | × pharmload first | × floor |")
     for size in result["sizes"]:
         lines += [f"### {size['files']:,} files, ~{size['image_bytes']:,}-byte screenshots "
-                  f"({size['expected_rows']:,} rows, {size['expected_images']:,} screenshots)", "", header,
+                  f"({_shape(size)})", "", header,
                   "|" + "---|" * 12]
         for r in size["rows"]:
             lines.append(
@@ -969,6 +994,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pharmload scenarios (first, rerun, incremental) and floor parts (read, copy) to time")
     p.add_argument("--skip-slow", action="store_true", help="run the baseline only at the smallest size")
     p.add_argument("--seed", type=int, default=1, help="corpus seed")
+    p.add_argument("--profile", choices=PROFILES, default="realistic",
+                   help="corpus shape: realistic (each pharmacy+state searched about once, ~1.2 rows per file) "
+                   "or repeats (the older, repeats-heavy corpus)")
     p.add_argument("--memory-check", type=parse_sizes, metavar="FILES:IMAGE_BYTES",
                    help="also one pharmload first load of this size, for its peak RSS (e.g. 1000000:1000)")
     p.add_argument("--memory-target-mb", type=float, default=1024.0,
@@ -1024,6 +1052,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "machine": f"{platform.machine()}, {platform.system()} {platform.release()}",
         "python": platform.python_version(), "git": _git(), "runs": args.runs, "warmup": args.warmup,
         "contenders": args.contenders, "scenarios": scenarios, "skip_slow": args.skip_slow, "seed": args.seed,
+        "profile": args.profile, "corpus_version": CORPUS_VERSION,
         "loadavg_start": _loadavg(), "argv": sys.argv[1:],
     }, "sizes": []}
     with _locked(args.work_dir):
@@ -1031,7 +1060,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if bench.scratch.exists():
             shutil.rmtree(leftover, ignore_errors=True)
             bench.scratch.rename(leftover)
-        corpora = [ensure_corpus(args.corpus_dir, f, b, args.seed) for f, b in args.sizes]
+        corpora = [ensure_corpus(args.corpus_dir, f, b, args.seed, args.profile) for f, b in args.sizes]
         log(f"starting PostgreSQL in {args.work_dir / 'pgdata'}")
         bench.server = Server(args.work_dir / "pgdata")
         try:
@@ -1044,7 +1073,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 bench.run_size(corpus, contenders, chosen, args.runs, args.warmup)
                 size: dict[str, Any] = {
                     "files": corpus.files, "image_bytes": corpus.image_bytes, "seed": corpus.seed,
-                    "expected_rows": len(corpus.expected.keys), "expected_images": len(corpus.expected.images),
+                    "profile": corpus.profile, "expected_rows": len(corpus.expected.keys),
+                    "search_pairs": len({(st, n) for st, n, _ in corpus.expected.keys}),
+                    "expected_images": len(corpus.expected.images),
                     "tree_files": corpus.expected.files,
                     "rows": size_rows(bench.series.get((corpus.files, corpus.image_bytes), {})), "notes": []}
                 if "baseline" in args.contenders and "baseline" not in contenders:
@@ -1071,7 +1102,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
 
 def memory_check(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     files, image_bytes = args.memory_check[0]
-    corpus = ensure_corpus(args.corpus_dir, files, image_bytes, args.seed)
+    corpus = ensure_corpus(args.corpus_dir, files, image_bytes, args.seed, args.profile)
     log(f"memory check: pharmload first load of {corpus.name}")
     base = bench.dir("memory")
     name, dsn = bench.database("memory")

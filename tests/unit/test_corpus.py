@@ -1,8 +1,10 @@
-"""Tests of the synthetic scrape generator (benchmarks/corpus.py).
+"""Tests of the synthetic scrape generator (benchmarks/corpus.py), both profiles.
 
 The generated tree is read back with a small, independent reader that follows FORMAT.md, so the
-counts the generator reports (rejects by reason, row keys, referenced screenshots) are checked
-against what a correct loader would see, not against the generator's own bookkeeping.
+counts the generator reports (rejects by reason, row keys, referenced screenshots) and the shape of
+each profile (rows per file, repeated searches, searches without results) are checked against what
+a correct loader would see, not against the generator's own bookkeeping. That a real load ends
+exactly as the generator expects is tests/integration/test_corpus_load.py's job.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import orjson
 import pytest
 
 from benchmarks.corpus import (
+    CORPUS_VERSION,
+    PROFILES,
     REJECT_REASONS,
     STATES,
     CorpusSpec,
@@ -29,7 +33,12 @@ from benchmarks.corpus import (
     main,
 )
 
-SPEC = CorpusSpec(files=150, seed=11, image_bytes=3_000, days=3)
+#: Per profile, a tree small enough to read back quickly: the realistic one searches each
+#: pharmacy in every state, so it needs a few hundred files to reach a Florida pharmacy.
+SPECS = {
+    "realistic": CorpusSpec(files=420, seed=11, image_bytes=3_000, days=3, profile="realistic"),
+    "repeats": CorpusSpec(files=150, seed=11, image_bytes=3_000, days=3, profile="repeats"),
+}
 CODES = set(STATES) | {"VI", "GU", "AS", "MP"}
 BOM = b"\xef\xbb\xbf"
 
@@ -38,12 +47,14 @@ BOM = b"\xef\xbb\xbf"
 class Corpus:
     root: Path
     stats: CorpusStats
+    spec: CorpusSpec
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Corpus:
-    root = tmp_path_factory.mktemp("corpus")
-    return Corpus(root, generate(root, SPEC))
+@pytest.fixture(scope="module", params=PROFILES)
+def corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Corpus:
+    spec = SPECS[request.param]
+    root = tmp_path_factory.mktemp(f"corpus-{request.param}")
+    return Corpus(root, generate(root, spec), spec)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -157,14 +168,14 @@ def test_counts_match_files_on_disk(corpus: Corpus) -> None:
     stats, root = corpus.stats, corpus.root
     jsons = sorted(root.rglob("*_parse.json"))
     pngs = sorted(root.rglob("*.png"))
-    assert stats.json_files == len(jsons) == SPEC.files
+    assert stats.json_files == len(jsons) == corpus.spec.files
     assert stats.png_files == len(pngs)
     assert {p.relative_to(root).as_posix() for p in pngs} == set(stats.png_dimensions)
     assert sorted(p.name for p in root.iterdir()) == list(stats.days) == ["2025-08-03", "2025-08-04", "2025-08-05"]
     assert all(re.fullmatch(r"\d{4}-\d\d-\d\d/[A-Z]{2}/[^/]+", p.relative_to(root).as_posix()) for p in jsons)
     assert stats.valid_files + sum(stats.broken_by_reason.values()) == stats.json_files
-    # 2 % of 150 is 3, raised to one file per reject code
-    assert sum(stats.broken_by_reason.values()) == len(REJECT_REASONS)
+    # 2 % of the files (at least one file per reject code)
+    assert sum(stats.broken_by_reason.values()) == max(len(REJECT_REASONS), round(corpus.spec.files * 0.02))
 
 
 def test_every_reject_code_present_and_each_file_has_the_expected_reason(corpus: Corpus) -> None:
@@ -281,13 +292,120 @@ def test_repeated_searches_and_shared_screenshots(corpus: Corpus) -> None:
     assert corpus.stats.shared_png_refs > 0
 
 
+@dataclass(frozen=True)
+class Shape:
+    """A tree's shape as a reader sees it (valid files only)."""
+
+    files: int  # every *_parse.json
+    valid: int
+    rows: int  # distinct (state, name, license number) keys: the rows a load ends with
+    pairs: int  # distinct (pharmacy, state) pairs searched
+    pharmacies: int
+    no_result: int  # valid files without a license number
+    licenses_per_found_file: dict[int, int]
+    new_pairs_by_day: list[float]  # share of each day's pairs that no earlier day searched
+
+    @property
+    def repeat_share(self) -> float:
+        return 1 - self.pairs / self.valid
+
+
+def read_shape(root: Path) -> Shape:
+    keys: set[tuple[str, str, str | None]] = set()
+    pairs_by_day: dict[str, set[tuple[str, str]]] = {}
+    per_file: dict[int, int] = {}
+    no_result = 0
+    valid = valid_docs(root)
+    for rel, doc in valid.items():
+        meta = meta_of(doc)
+        state, name = str(meta["state"]).upper(), str(meta["pharmacy_name"])
+        numbers: list[str | None] = [
+            str(lic["license_number"]) for lic in licenses_of(doc) if lic.get("license_number") is not None
+        ]
+        if numbers:
+            per_file[len(numbers)] = per_file.get(len(numbers), 0) + 1
+        else:
+            no_result += 1
+        keys.update((state, name, n) for n in numbers or [None])
+        pairs_by_day.setdefault(rel[:10], set()).add((state, name))
+    seen: set[tuple[str, str]] = set()
+    new_by_day = []
+    for day in sorted(pairs_by_day):
+        new_by_day.append(len(pairs_by_day[day] - seen) / len(pairs_by_day[day]))
+        seen |= pairs_by_day[day]
+    return Shape(files=len(docs(root)), valid=len(valid), rows=len(keys), pairs=len(seen),
+                 pharmacies=len({name for _, name in seen}), no_result=no_result,
+                 licenses_per_found_file=dict(sorted(per_file.items())), new_pairs_by_day=new_by_day)
+
+
+@pytest.fixture(scope="module")
+def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Shape, CorpusStats]]:
+    out = {}
+    for profile in PROFILES:
+        root = tmp_path_factory.mktemp(f"shape-{profile}")
+        stats = generate(root, CorpusSpec(files=3_000, seed=4, image_bytes=0, days=3, profile=profile))
+        out[profile] = (read_shape(root), stats)
+    return out
+
+
+def test_realistic_profile_is_shaped_like_a_real_scrape(shapes: dict[str, tuple[Shape, CorpusStats]]) -> None:
+    shape, stats = shapes["realistic"]
+    # each (pharmacy, state) searched about once: at most ~10 % of searches repeat one
+    assert 0.02 <= shape.repeat_share <= 0.10
+    # ~25 % of searches find nothing; the others find 1-3 licenses, in one file
+    assert 0.20 <= shape.no_result / shape.valid <= 0.30
+    assert set(shape.licenses_per_found_file) == {1, 2, 3}
+    # so a load lands ~1.2 rows per file
+    assert 1.15 <= shape.rows / shape.files <= 1.25
+    # the pharmacies grow with the tree (3,000 files: more than the 40 named ones), each searched in
+    # about every state; every day searches mostly pairs no earlier day did
+    assert shape.pharmacies > 50 and shape.pairs / shape.pharmacies > 40
+    assert all(share > 0.9 for share in shape.new_pairs_by_day)
+    # the generator's own summary says the same
+    summary = stats.summary()
+    assert summary["distinct_row_keys"] == shape.rows and summary["search_pairs"] == shape.pairs
+    assert summary["rows_per_file"] == round(shape.rows / shape.files, 3)
+    assert summary["repeat_search_share"] == round(shape.repeat_share, 3)
+    assert summary["no_result_share"] == round(shape.no_result / shape.valid, 3)
+
+
+def test_repeats_profile_searches_the_same_pairs_again(shapes: dict[str, tuple[Shape, CorpusStats]]) -> None:
+    shape, _ = shapes["repeats"]
+    realistic, _ = shapes["realistic"]
+    assert shape.pharmacies <= 40  # the named pharmacies only
+    assert shape.repeat_share > 0.3 and shape.repeat_share > 3 * realistic.repeat_share
+    assert shape.rows / shape.files < realistic.rows / realistic.files
+    assert max(shape.licenses_per_found_file) == 3 and min(shape.new_pairs_by_day[1:]) < 0.7
+
+
+#: Digest of the JSON files and of every PNG's path and size, of one small tree per profile. The
+#: benchmark harness caches corpora under CORPUS_VERSION: whatever changes what a spec generates
+#: must bump the version, and these digests with it.
+PINNED = {
+    "realistic": "6a5b5275bbb55d42aa8a24d8e459b7c13a425ef90645d6eb4c3ed0ea04257b41",
+    "repeats": "0218e97df7a7fad2ae2122a2650a648c6b1d5c496122d93eab94e3de074767a2",
+}
+
+
+def test_generated_bytes_are_pinned_to_the_corpus_version(tmp_path: Path) -> None:
+    assert CORPUS_VERSION == 2
+    for profile, digest in PINNED.items():
+        root = tmp_path / profile
+        generate(root, CorpusSpec(files=120, seed=3, image_bytes=500, days=2, profile=profile))
+        h = hashlib.sha256()
+        for rel, data in tree(root).items():
+            h.update(f"{rel}\0{len(data)}\0".encode())
+            h.update(data if rel.endswith(".json") else b"")
+        assert h.hexdigest() == digest, profile
+
+
 def test_png_headers_sizes_and_uniqueness(corpus: Corpus) -> None:
     hashes = set()
     for rel, (width, height) in corpus.stats.png_dimensions.items():
         data = (corpus.root / rel).read_bytes()
         assert png_size(data) == (width, height)
         assert width in (1280, 1920) and 800 <= height <= 2400
-        assert 0.8 * SPEC.image_bytes <= len(data) <= 1.2 * SPEC.image_bytes
+        assert 0.8 * corpus.spec.image_bytes <= len(data) <= 1.2 * corpus.spec.image_bytes
         hashes.add(hashlib.sha256(data).hexdigest())
     assert len(hashes) == len(corpus.stats.png_dimensions)
 
