@@ -1,4 +1,4 @@
-"""Tests of the synthetic scrape generator (benchmarks/corpus.py), both profiles.
+"""Tests of the synthetic scrape generator (benchmarks/corpus/), both profiles.
 
 The generated tree is read back with a small, independent reader that follows FORMAT.md, so the
 counts the generator reports (rejects by reason, row keys, referenced screenshots) and the shape of
@@ -27,11 +27,11 @@ from benchmarks.corpus import (
     STATES,
     CorpusSpec,
     CorpusStats,
-    _PngFactory,
     add_day,
     generate,
     main,
 )
+from benchmarks.corpus.png import PngFactory
 
 #: Per profile, a tree small enough to read back quickly: the realistic one searches each
 #: pharmacy in every state, so it needs a few hundred files to reach a Florida pharmacy.
@@ -411,7 +411,7 @@ def test_png_headers_sizes_and_uniqueness(corpus: Corpus) -> None:
 
 
 def test_png_is_decodable() -> None:
-    data = b"".join(_PngFactory(1, 4_000).render("x", 1280, 937, 4_000))
+    data = b"".join(PngFactory(1, 4_000).render("x", 1280, 937, 4_000))
     pos, chunks, idat = 8, [], b""
     while pos < len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
