@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_sizes_and_contenders_parse() -> None:
     pytest.importorskip("psutil")  # the harness needs the benchmark extras (pip install -e '.[bench]')
-    from benchmarks.harness import parse_contenders, parse_sizes
+    from benchmarks.harness.cli import parse_contenders, parse_sizes
 
     assert parse_sizes("515:100000, 20_000:20000") == [(515, 100_000), (20_000, 20_000)]
     assert parse_contenders("floor,pharmload,floor") == ["floor", "pharmload"]
@@ -34,7 +34,8 @@ def test_sizes_and_contenders_parse() -> None:
 
 def test_targets_are_judged_by_ratio_to_dlt_where_dlt_ran() -> None:
     pytest.importorskip("psutil")
-    from benchmarks.harness import markdown, target_checks
+    from benchmarks.harness.report import markdown
+    from benchmarks.harness.targets import target_checks
 
     def row(contender: str, scenario: str, wall: float) -> dict[str, object]:
         return {"contender": contender, "scenario": scenario, "wall_median": wall}
