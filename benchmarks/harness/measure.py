@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,23 @@ class Run:
     server_rss_mb: float  # peak of the summed RSS of every server process, sampled
     server_cpu: float  # CPU seconds the server spent meanwhile (all its processes)
     exit_code: int
+    #: share of all the machine's cores busy from launch to exit (/proc/stat): the contender, the
+    #: server, the harness's sampler, and whatever else runs on the machine
+    machine_busy_pct: float = float("nan")
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def machine_jiffies() -> tuple[int, int]:
+    """(busy, total) CPU time of all cores since boot, in clock ticks (/proc/stat's "cpu" line:
+    user nice system idle iowait irq softirq steal; idle and iowait are not busy)."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:9]]
+    return sum(ticks) - ticks[3] - ticks[4], sum(ticks)
+
+
+def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return 100.0 * (after[0] - before[0]) / total if total > 0 else float("nan")
 
 
 def _tree_rss(procs: Sequence[psutil.Process]) -> int:
@@ -64,6 +81,7 @@ class PeakSampler(threading.Thread):
         self.tree_peak = 0
         self.tree_pss_peak = 0
         self.samples = 0
+        self.cpu = 0.0  # CPU seconds of this thread: part of the machine's busy share
         self.halt = threading.Event()
 
     def sample(self) -> None:
@@ -79,9 +97,11 @@ class PeakSampler(threading.Thread):
         self.samples += 1
 
     def run(self) -> None:
+        started = time.thread_time()
         self.sample()
         while not self.halt.wait(SAMPLE_INTERVAL):
             self.sample()
+        self.cpu = time.thread_time() - started
 
     def stop(self) -> None:
         self.halt.set()
@@ -142,6 +162,7 @@ def measure(cmd: list[str], *, env: dict[str, str], out: Path, server: Server, t
     result = out.with_suffix(".rusage.json")
     result.unlink(missing_ok=True)
     with open(out.with_suffix(".out"), "wb") as fo, open(out.with_suffix(".err"), "wb") as fe:
+        machine_before = machine_jiffies()
         proc = subprocess.Popen([python, "-S", "-c", LAUNCHER, str(result), *cmd], stdout=fo, stderr=fe, env=env,
                                 cwd=cwd, start_new_session=True)
         try:
@@ -153,6 +174,7 @@ def measure(cmd: list[str], *, env: dict[str, str], out: Path, server: Server, t
                 _kill_group(proc.pid)
                 proc.wait()
                 raise BenchmarkError(f"{cmd[:4]}... did not finish in {timeout:.0f}s; killed") from None
+            machine_after = machine_jiffies()
         except BaseException:
             _kill_group(proc.pid)
             raise
@@ -165,9 +187,10 @@ def measure(cmd: list[str], *, env: dict[str, str], out: Path, server: Server, t
     server.settle(server_procs)
     run = Run(wall=float(usage["wall"]), cpu=float(usage["cpu"]), rss_mb=usage["maxrss_kb"] / 1024,
               tree_rss_mb=sampler.tree_peak / MB, server_rss_mb=sampler.server_peak / MB,
-              server_cpu=server.cpu_seconds() - server_before, exit_code=int(usage["exit_code"]))
+              server_cpu=server.cpu_seconds() - server_before, exit_code=int(usage["exit_code"]),
+              machine_busy_pct=busy_pct(machine_before, machine_after))
     run.extra.update(rss_samples=sampler.samples, tree_pss_mb=sampler.tree_pss_peak / MB, main_cpu=usage["main_cpu"],
-                     subreaper=usage["subreaper"], orphans_left=usage["orphans_left"])
+                     subreaper=usage["subreaper"], orphans_left=usage["orphans_left"], sampler_cpu=sampler.cpu)
     return run
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness.targets import target_line
+from benchmarks.harness.targets import JUDGED_PROFILE, verdict_rows
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -16,68 +16,114 @@ def _fmt(value: float | None, digits: int = 2) -> str:
     return f"{value:,.{digits}f}"
 
 
-def _shape(size: dict[str, Any]) -> str:
+def shape(size: dict[str, Any]) -> str:
     """The corpus's shape: what a correct load ends with."""
     pairs = f"{size['search_pairs']:,} pharmacy+state pairs, " if "search_pairs" in size else ""
     return (f"{size.get('profile', 'repeats')} profile: {size['files']:,} search files, "
             f"{size['expected_rows']:,} rows, {pairs}{size['expected_images']:,} distinct screenshots")
 
 
-def markdown(result: dict[str, Any]) -> str:
+def size_title(files: int, image_bytes: int) -> str:
+    return f"{files:,} files @{image_bytes / 1000:g} KB"
+
+
+HEADER = ("| contender | scenario | files | wall s, median (min–max) | files/s | CPU s: loader | CPU s: server | "
+          "cores busy %: run / machine | loader RSS MB | tree RSS / PSS MB | server RSS MB | × pharmload first "
+          "| × floor |")
+
+
+def _row(r: dict[str, Any]) -> str:
+    return (f"| {r['contender']} | {r['scenario']} | {r['files']:,} | {_fmt(r['wall_median'])} "
+            f"({_fmt(r['wall_min'])}–{_fmt(r['wall_max'])}) | {_fmt(r['files_per_s'], 0)} | "
+            f"{_fmt(r['cpu_median'])} | {_fmt(r['server_cpu_median'])} | "
+            f"{_fmt(r.get('run_busy_pct_median'), 0)} / {_fmt(r.get('machine_busy_pct_median'), 0)} | "
+            f"{_fmt(r['rss_mb'], 0)} | {_fmt(r['tree_rss_mb'], 0)} / {_fmt(r.get('tree_pss_mb'), 0)} | "
+            f"{_fmt(r['server_rss_mb'], 0)} | {_fmt(r['x_pharmload_first'])} | {_fmt(r['x_floor'])} |")
+
+
+def _size_section(size: dict[str, Any], h: str) -> list[str]:
+    lines = [f"{h} {size_title(size['files'], size['image_bytes'])} ({shape(size)})", "", HEADER,
+             "|" + "---|" * 13, *(_row(r) for r in size["rows"])]
+    phase_rows = [r for r in size["rows"] if r.get("phases_median")]
+    if phase_rows:
+        lines += ["", "pharmload phases (median s, from `--report-json`; in-process = the report's elapsed):", ""]
+        for r in phase_rows:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_median"].items())
+            startup = r["wall_median"] - r["in_process_median"]
+            lines.append(f"- {r['scenario']}: in-process {r['in_process_median']:.2f} of {r['wall_median']:.2f} "
+                         f"wall (start-up and exit {startup:.2f}); {parts}")
+    lines += [f"- {note}" for note in size.get("notes", [])]
+    return [*lines, ""]
+
+
+def _memory_section(mem: dict[str, Any], h: str) -> list[str]:
+    busy = f", cores busy {mem['busy_pct']:.0f} %" if mem.get("busy_pct") is not None else ""
+    server = f", server CPU {mem['server_cpu']:.1f}s" if mem.get("server_cpu") is not None else ""
+    return [f"{h} Memory check: pharmload first load of {size_title(mem['files'], mem['image_bytes'])}", "",
+            f"loader peak RSS (ru_maxrss) {mem['rss_mb']:.0f} MB; whole process tree: PSS "
+            f"{mem['tree_pss_mb']:.0f} MB, RSS summed {mem['tree_rss_mb']:.0f} MB; server "
+            f"{mem['server_rss_mb']:.0f} MB. Wall {mem['wall']:.1f}s, CPU {mem['cpu']:.1f}s{server}{busy}.", ""]
+
+
+def all_checks(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every target judged in this run, the memory check's last."""
+    checks = [c for size in result["sizes"] for c in size.get("targets", [])]
+    mem = result.get("memory_check") or {}
+    if "verdict" in mem:
+        checks.append(mem["verdict"])
+    elif "pass" in mem:  # a result from before the verdicts
+        checks.append({"scenario": "memory", "met": mem["pass"]})
+    return checks
+
+
+def targets_section(result: dict[str, Any], h: str) -> list[str]:
+    checks = [c for c in all_checks(result) if "criteria" in c]  # results from before the verdicts have none
+    if not checks:
+        return []
+    profile = result["meta"].get("profile", "repeats")
+    judged = profile == JUDGED_PROFILE
+    note = ("judged on the realistic profile" if judged else
+            f"shown for information: the targets are judged on the {JUDGED_PROFILE} profile, this is {profile}")
+    return [f"{h} Targets (issue 16; {note})", "", *verdict_rows(checks, judged), ""]
+
+
+COLUMNS = (
+    "Columns: wall = whole process, interpreter start to exit; files/s = search files in the tree / median wall; "
+    "CPU s: loader = user+system of the contender and all its descendants (workers, db process); CPU s: server = "
+    "user+system of all PostgreSQL processes meanwhile; cores busy %: run = (loader + server CPU) / (wall × "
+    "cores), machine = the share of all cores busy from launch to exit (/proc/stat: also the harness's sampler "
+    "and anything else running); loader RSS = ru_maxrss (largest single process); tree RSS / PSS = peak summed "
+    "RSS (every 50 ms; shared pages counted in every process) / PSS (every 250 ms; shared pages split) of the "
+    "contender's processes; server RSS = peak summed RSS of all server processes (every 50 ms; shared buffers "
+    "counted in every process); × pharmload first = median wall / pharmload's first load; × floor = median "
+    "wall / (floor read + floor copy)."
+)
+
+
+def markdown(result: dict[str, Any], level: int = 2, legend: bool = True) -> str:
+    """The run as Markdown; ``level``: the heading level of its title (sections one below); ``legend``:
+    end with what each column means."""
     meta = result["meta"]
+    h = "#" * (level + 1)
+    commit = meta.get("loader_commit")
+    measured = f"loader/sql at {commit} (checkout {meta.get('git')})" if commit else f"checkout {meta.get('git')}"
     lines = [
-        f"## pharmload benchmark, {meta['date']}",
+        f"{'#' * level} pharmload benchmark, {meta['date']}: {meta.get('profile', 'repeats')} profile",
         "",
         f"{meta['cpus']} CPUs ({meta['machine']}), PostgreSQL {meta['server_version']} (embedded, "
         f"shared_buffers {meta['server_settings'].get('shared_buffers')}, fsync "
-        f"{meta['server_settings'].get('fsync')}), Python {meta['python']}; {meta['runs']} timed runs after "
-        f"{meta['warmup']} warm-up per contender, median (min–max); warm page cache; load average "
+        f"{meta['server_settings'].get('fsync')}), Python {meta['python']}; {measured}; {meta['runs']} timed runs "
+        f"after {meta['warmup']} warm-up per contender, median (min–max); warm page cache; load average "
         f"{meta['loadavg_start']} at start, {meta.get('loadavg_end')} at end.",
         "",
     ]
-    header = ("| contender | scenario | files | wall s, median (min–max) | files/s | CPU s | server CPU s | "
-              "loader RSS MB | tree RSS / PSS MB | server RSS MB | × pharmload first | × floor |")
     for size in result["sizes"]:
-        lines += [f"### {size['files']:,} files, ~{size['image_bytes']:,}-byte screenshots "
-                  f"({_shape(size)})", "", header,
-                  "|" + "---|" * 12]
-        for r in size["rows"]:
-            lines.append(
-                f"| {r['contender']} | {r['scenario']} | {r['files']:,} | {_fmt(r['wall_median'])} "
-                f"({_fmt(r['wall_min'])}–{_fmt(r['wall_max'])}) | {_fmt(r['files_per_s'], 0)} | "
-                f"{_fmt(r['cpu_median'])} | {_fmt(r['server_cpu_median'])} | {_fmt(r['rss_mb'], 0)} | "
-                f"{_fmt(r['tree_rss_mb'], 0)} / {_fmt(r.get('tree_pss_mb'), 0)} | "
-                f"{_fmt(r['server_rss_mb'], 0)} | {_fmt(r['x_pharmload_first'])} | {_fmt(r['x_floor'])} |")
-        phase_rows = [r for r in size["rows"] if r.get("phases_median")]
-        if phase_rows:
-            lines += ["", "pharmload phases (median s, from `--report-json`; in-process = the report's elapsed):", ""]
-            for r in phase_rows:
-                parts = ", ".join(f"{k} {v:.2f}" for k, v in r["phases_median"].items())
-                startup = r["wall_median"] - r["in_process_median"]
-                lines.append(f"- {r['scenario']}: in-process {r['in_process_median']:.2f} of {r['wall_median']:.2f} "
-                             f"wall (start-up and exit {startup:.2f}); {parts}")
-        for note in size.get("notes", []):
-            lines.append(f"- {note}")
-        lines += [target_line(c) for c in size.get("targets", [])]
-        lines.append("")
-    mem = result.get("memory_check")
-    if mem:
-        verdict = "PASS" if mem["pass"] else "FAIL"
-        lines += [f"### Memory check: pharmload first load of {mem['files']:,} files (~{mem['image_bytes']:,} B "
-                  f"screenshots): {verdict}", "",
-                  f"loader peak RSS (ru_maxrss) {mem['rss_mb']:.0f} MB; whole process tree: PSS "
-                  f"{mem['tree_pss_mb']:.0f} MB, RSS summed {mem['tree_rss_mb']:.0f} MB; server "
-                  f"{mem['server_rss_mb']:.0f} MB. Target: ru_maxrss and tree PSS ≤ {mem['target_mb']:.0f} MB. "
-                  f"Wall {mem['wall']:.1f}s, CPU {mem['cpu']:.1f}s.", ""]
-    lines += [
-        "Columns: wall = whole process, interpreter start to exit; files/s = search files in the tree / median "
-        "wall; CPU = user+system of the contender and all its descendants; server CPU = user+system of all server "
-        "processes meanwhile; loader RSS = ru_maxrss (largest "
-        "single process); tree RSS / PSS = peak summed RSS (every 50 ms; shared pages counted in every process) "
-        "/ PSS (every 250 ms; shared pages split) of the contender's processes; server RSS = peak summed RSS of "
-        "all server processes (every 50 ms; shared buffers counted in every process); × pharmload "
-        "first = median wall / pharmload's first load; × floor = median wall / (floor read + floor copy).",
-    ]
+        lines += _size_section(size, h)
+    if result.get("memory_check"):
+        lines += _memory_section(result["memory_check"], h)
+    lines += targets_section(result, h)
+    if legend:
+        lines.append(COLUMNS)
     return "\n".join(lines) + "\n"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -9,14 +10,21 @@ from typing import Any
 
 from benchmarks.harness.common import CONTENDERS, SCENARIOS
 from benchmarks.harness.contenders import Series
+from benchmarks.harness.measure import Run
 
 
 def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values)) if values else float("nan")
 
 
+def _run_share(run: Run, cpus: int) -> float:
+    """The contender's and the server's CPU as a share of all cores over the run's wall time, %."""
+    return 100.0 * (run.cpu + run.server_cpu) / (run.wall * cpus) if run.wall > 0 else float("nan")
+
+
 def summarize(series: Series) -> dict[str, Any]:
     runs = series.runs
+    cpus = os.cpu_count() or 1
     walls = [r.wall for r in runs]
     wall = _median(walls)
     row: dict[str, Any] = {
@@ -29,6 +37,8 @@ def summarize(series: Series) -> dict[str, Any]:
         "tree_pss_mb": max(float(r.extra.get("tree_pss_mb", 0.0)) for r in runs) or None,
         "server_rss_mb": max(r.server_rss_mb for r in runs),
         "server_cpu_median": _median([r.server_cpu for r in runs]),
+        "run_busy_pct_median": _median([_run_share(r, cpus) for r in runs]),
+        "machine_busy_pct_median": _median([r.machine_busy_pct for r in runs]),
         "runs_detail": [asdict(r) for r in runs], "warmup_detail": [asdict(r) for r in series.warmup],
     }
     phases = [r.extra["phases"] for r in runs if r.extra.get("phases")]
@@ -54,7 +64,9 @@ def size_rows(per_size: dict[tuple[str, str], Series]) -> list[dict[str, Any]]:
                      "tree_rss_mb": max(a["tree_rss_mb"], b["tree_rss_mb"]),
                      "tree_pss_mb": max(a["tree_pss_mb"] or 0.0, b["tree_pss_mb"] or 0.0) or None,
                      "server_rss_mb": max(a["server_rss_mb"], b["server_rss_mb"]),
-                     "server_cpu_median": a["server_cpu_median"] + b["server_cpu_median"], "derived": True})
+                     "server_cpu_median": a["server_cpu_median"] + b["server_cpu_median"], "derived": True,
+                     **{k: (a[k] * a["wall_median"] + b[k] * b["wall_median"]) / wall  # weighted by time
+                        for k in ("run_busy_pct_median", "machine_busy_pct_median")}})
     first = next((r for r in rows if (r["contender"], r["scenario"]) == ("pharmload", "first")), None)
     floor_total = next((r for r in rows if (r["contender"], r["scenario"]) == ("floor", "read+copy")), None)
     for r in rows:
