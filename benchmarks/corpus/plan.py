@@ -238,15 +238,18 @@ def _add_quirks(
     # Shared screenshots: a search's later result files, or a retried search, point at the first
     # file's PNG (repeats profile: found searches only, as before).
     sharers = valid_found if spec.profile == "repeats" else valid
+    shared_from: set[int] = set()  # files whose own screenshot another file points at: it must be written
     for i in _choose(rng, [i for i in sharers if source[i] is not None], ODDS[spec.profile].shared_png):
         first = source[i]
         assert first is not None
         files[i].png_rel, files[i].own_png, files[i].shared_png = files[first].png_rel, False, True
+        shared_from.add(first)
     # "No results" again: sometimes the scraper points at the previous day's screenshot.
     if prev is not None:
         cands = [
             i for i in valid_none
-            if files[i].own_png and exists(prev.no_result_png.get(_key(files[i]), "\0"))
+            if files[i].own_png and i not in shared_from
+            and exists(prev.no_result_png.get(_key(files[i]), "\0"))
         ]  # fmt: skip
         for i in _choose(rng, cands, 0.3):
             files[i].png_rel, files[i].own_png, files[i].shared_png = (

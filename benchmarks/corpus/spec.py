@@ -25,7 +25,7 @@ PROFILES: Final[tuple[str, ...]] = ("realistic", "repeats")
 
 #: Bumped whenever the bytes a spec generates change: the benchmark harness names its cached
 #: corpora with it, so a cache written by an older generator is never taken for the current one.
-CORPUS_VERSION: Final = 2
+CORPUS_VERSION: Final = 3
 
 RowKey = tuple[str, str, str | None]
 """(search_state, search_name, license_number text or None) as the loader should store it."""

@@ -343,7 +343,12 @@ def shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Shape, C
     out = {}
     for profile in PROFILES:
         root = tmp_path_factory.mktemp(f"shape-{profile}")
-        stats = generate(root, CorpusSpec(files=3_000, seed=4, image_bytes=0, days=3, profile=profile))
+        # seed 6: a pair searched twice on a day, whose first search there points at the day before's
+        # screenshot, and whose second at the first's (its screenshot must be written all the same)
+        stats = generate(root, CorpusSpec(files=3_000, seed=6, image_bytes=0, days=3, profile=profile))
+        for rel, doc in valid_docs(root).items():
+            assert resolve_image(root, rel, doc) is not None, rel
+        assert {p for p in stats.image_files if not (root / p).is_file()} == set()
         out[profile] = (read_shape(root), stats)
     return out
 
@@ -388,7 +393,7 @@ PINNED = {
 
 
 def test_generated_bytes_are_pinned_to_the_corpus_version(tmp_path: Path) -> None:
-    assert CORPUS_VERSION == 2
+    assert CORPUS_VERSION == 3
     for profile, digest in PINNED.items():
         root = tmp_path / profile
         generate(root, CorpusSpec(files=120, seed=3, image_bytes=500, days=2, profile=profile))
