@@ -49,12 +49,12 @@ load-supabase: install
 # (ignored by git); UPDATE_RESULTS=1 also updates benchmarks/RESULTS.md and its plots.
 BENCH_FLAGS = --profile realistic $(if $(UPDATE_RESULTS),--update-results)
 
-# Quick profile (~10 min on 2 cores): 515 files @100 KB and 20,000 @20 KB, 3 runs after a warm-up,
+# Quick profile (~2-5 min on 2 cores): 515 files @100 KB and 20,000 @20 KB, 3 runs after a warm-up,
 # every contender; the old importer's way only at the smallest size (--skip-slow).
 bench: install
 	$(BIN)/python -m benchmarks.harness $(BENCH_FLAGS) --sizes 515:100000,20000:20000 --runs 3 --skip-slow
 
-# Full profile (two hours or more, ~15 GB of corpora in /var/tmp): adds 100,000 files @2 KB, 5 runs,
+# Full profile (an hour or more, ~10 GB of corpora in /var/tmp): adds 100,000 files @2 KB, 5 runs,
 # the old importer's way at every size, and a first load of 1,000,000 files @2 KB: its whole process
 # tree's peak memory (target <= 1 GB; exit 3 if missed) and its time against the 100,000-file load's.
 bench-full: install

@@ -1,6 +1,6 @@
 """Plot a benchmark result: files/s and peak RSS against corpus size, one line per contender.
 
-    python -m benchmarks.plot benchmarks/results/bench-....json [--out FILE.png]
+    python -m benchmarks.plot benchmarks/results/raw/bench-....json [--out FILE.png]
 
 Reads the JSON the harness writes; draws with matplotlib's Agg backend (no display needed).
 """
@@ -80,7 +80,8 @@ def plot(result: dict[str, Any], out: Path) -> Path:
             names.append(n)
     fig.legend(handles, names, loc="outside lower center", ncol=4, fontsize=9, frameon=False)
     meta = result.get("meta", {})
-    fig.suptitle(f"pharmload benchmark, {meta.get('date', '')}: {meta.get('cpus', '?')} CPUs, "
+    fig.suptitle(f"pharmload benchmark, {meta.get('date', '')}, {meta.get('profile', 'repeats')} corpus: "
+                 f"{meta.get('cpus', '?')} CPUs, "
                  f"PostgreSQL {meta.get('server_version', '?')}, {meta.get('runs', '?')} runs per point")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)

@@ -101,10 +101,13 @@ def history_row(result: dict[str, Any], note: str = "") -> str:
 def latest_section(result: dict[str, Any], plot: Path | None) -> str:
     name = kind(result)
     image = f"\n![{name}](results/{plot.name})\n" if plot else ""
-    body = markdown(result, level=3, legend=False)
-    title = body.split("\n", 1)[0].lstrip("# ")
-    return (f"<!-- latest {name} -->\n## Latest: {title}\n{image}\n{body.split(chr(10), 1)[1].lstrip()}"
-            f"{LATEST_END}\n")
+    body = markdown(result, level=3, legend=False).split("\n", 1)[1].lstrip()  # without its title
+    sizes = ", ".join(size_title(s["files"], s["image_bytes"]) for s in result["sizes"])
+    mem = result.get("memory_check")
+    if mem:
+        sizes += f", memory check {size_title(mem['files'], mem['image_bytes'])}"
+    title = f"{result['meta'].get('profile', 'repeats')} profile, {sizes} ({result['meta']['date']})"
+    return f"<!-- latest {name} -->\n## Latest: {title}\n{image}\n{body}{LATEST_END}\n"
 
 
 def update(path: Path, result: dict[str, Any], plot: Path | None) -> None:

@@ -107,7 +107,7 @@ def test_results_file_keeps_the_latest_run_of_each_kind_and_a_history(tmp_path: 
     results.update(path, result("day 3", "realistic", 0.9), None)  # replaces day 1's section
     text = path.read_text()
     assert text.count("<!-- latest realistic-515x100000 -->") == 1 and "<!-- latest repeats-515x100000 -->" in text
-    assert "## Latest: pharmload benchmark, day 3: realistic profile" in text and "benchmark, day 1" not in text
+    assert "## Latest: realistic profile, 515 files @100 KB (day 3)" in text and "(day 1)" not in text
     history = text[text.index("<!-- history -->"):]
     assert [line.split(" | ")[0] for line in history.splitlines()[3:6]] == ["| day 1", "| day 2", "| day 3"]
     assert "515 files @100 KB: 0.50 s (dlt 4.00) | met (1 of 1) |" in history
