@@ -10,9 +10,10 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from loader import heavy
+from loader import heavy, options
 from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError, redact
 from loader.run import headstart
 from loader.settings import Settings, load_settings
@@ -112,26 +113,46 @@ def _load(settings: Settings) -> Report:
             proc.close()
 
 
+def _admin(settings: Settings) -> int:
+    """init-db, status, runs: a query and a table on stdout."""
+    with heavy.kept_for_good():
+        from loader.commands import admin
+    if settings.command == "init-db":
+        print(f"schema {admin.init_db(settings)}")
+    elif settings.command == "status":
+        _print_status(admin.status(settings))
+    else:
+        _print_runs(admin.runs(settings), settings.tag)
+    return EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[Settings], int]] = {
+    "load": lambda settings: _load_outcome(settings, _load(settings)),
+    "init-db": _admin,
+    "status": _admin,
+    "runs": _admin,
+}
+
+
 def run(argv: list[str]) -> int:
     """The whole command; returns the exit code."""
+    if argv[:1] in (["--help"], ["-h"], ["help"]):
+        print(options.overview())
+        return EXIT_OK
+    if argv[:1] == ["--version"]:
+        print(f"pharmload {options.version()}")
+        return EXIT_OK
     try:
         settings = load_settings(argv)
     except ConfigError as exc:
         print(f"pharmload: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(settings)
+    handler = HANDLERS.get(settings.command)
     try:
-        if settings.command == "load":
-            return _load_outcome(settings, _load(settings))
-        with heavy.kept_for_good():
-            from loader.commands import admin
-        if settings.command == "init-db":
-            print(f"schema {admin.init_db(settings)}")
-        elif settings.command == "status":
-            _print_status(admin.status(settings))
-        elif settings.command == "runs":
-            _print_runs(admin.runs(settings), settings.tag)
-        return EXIT_OK
+        if handler is None:
+            raise ConfigError(f"the {settings.command} command is not available in this version")
+        return handler(settings)
     except PharmloadError as exc:
         print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
         return exc.exit_code
