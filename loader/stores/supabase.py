@@ -45,6 +45,11 @@ def _transient(exc: BaseException) -> bool:
     return status is not None and (status == 429 or status >= 500)
 
 
+def _no_bucket(exc: BaseException) -> bool:
+    """Whether a storage error says the bucket does not exist (gc and status: nothing is stored)."""
+    return "bucket not found" in str(exc).lower()
+
+
 class SupabaseStore:
     """A bucket of screenshots; `storage_type` is what image_assets records for them."""
 
@@ -179,7 +184,7 @@ class SupabaseStore:
             try:
                 page = self._call("list", bucket.list_v2, options)
             except Exception as exc:
-                if "bucket not found" in str(exc).lower():
+                if _no_bucket(exc):
                     return
                 raise StorageError(f"storage: cannot list bucket {self.bucket!r}: {exc}") from exc
             for o in page.objects:
@@ -192,7 +197,7 @@ class SupabaseStore:
     def delete(self, keys: list[str]) -> tuple[dict[str, int], dict[str, str]]:
         """Remove these objects in bulk requests of DELETE_BATCH keys, `concurrency` at a time, each
         retried like an upload: ({key: bytes freed} of those removed, {key: reason} of those whose
-        request still failed). A key already gone is neither."""
+        request still failed). A key already gone, or whose bucket is, is neither."""
         bucket = self.storage.from_(self.bucket)
         removed: dict[str, int] = {}
         failed: dict[str, str] = {}
@@ -201,7 +206,9 @@ class SupabaseStore:
             try:
                 gone = self._call("remove", bucket.remove, batch)
             except Exception as exc:  # reported per key; the other batches go on
-                failed.update(dict.fromkeys(batch, f"{type(exc).__name__}: {str(exc)[:160]}"))
+                if not _no_bucket(exc):
+                    with self._lock:
+                        failed.update(dict.fromkeys(batch, f"{type(exc).__name__}: {str(exc)[:160]}"))
                 return
             asked = set(batch)
             with self._lock:
