@@ -149,7 +149,7 @@ OPTIONS: tuple[Option, ...] = (
     # output
     _o("--rejects", "output", LOADING, "REJECTS", type=Path, metavar="FILE",
        help="write the rejected files here (JSON Lines)"),
-    _o("--report-json", "output", frozenset({"load", "verify", "drop", "gc"}), "REPORT_JSON", type=Path,
+    _o("--report-json", "output", frozenset({"load", "verify", "status", "drop", "gc"}), "REPORT_JSON", type=Path,
        metavar="FILE", help="write the report as JSON"),
     _o("--metrics-file", "output", frozenset({"load", "drop", "gc"}), "METRICS_FILE", type=Path, metavar="FILE",
        help="write Prometheus textfile metrics here after every run"),
