@@ -5,10 +5,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 STATES_DIR ?=
-TAG ?=
+# IMPORT_TAG: the old PharmChecker Makefile's name for the tag
+IMPORT_TAG ?=
+TAG ?= $(IMPORT_TAG)
 DEMO_DIR ?= demo
 
-.PHONY: install lint test demo load-embedded load-local load-supabase bench bench-full clean
+.PHONY: install lint test demo load-embedded load-local load-supabase import_scrape_states import_scrape_states_local \
+	bench bench-full clean
 
 install: $(STAMP)
 
@@ -43,6 +46,10 @@ load-local: install
 load-supabase: install
 	@test -n "$(STATES_DIR)" -a -n "$(TAG)" || { echo "usage: make load-supabase STATES_DIR=... TAG=..."; exit 2; }
 	$(BIN)/pharmload load --backend supabase --states-dir "$(STATES_DIR)" --tag "$(TAG)"
+
+# The old PharmChecker Makefile's targets, for scripts and muscle memory (IMPORT_TAG works as TAG).
+import_scrape_states: load-supabase
+import_scrape_states_local: load-local
 
 # Benchmarks (benchmarks/README.md), on the realistic corpus (each pharmacy+state searched about once,
 # ~1.2 rows per file), judged against issue 16's targets. Raw results go to benchmarks/results/raw/

@@ -10,14 +10,25 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from loader import heavy
-from loader.errors import EXIT_OK, EXIT_REJECTS, EXIT_USAGE, EXIT_VERIFY_MISMATCH, ConfigError, PharmloadError, redact
+from loader import heavy, options
+from loader.errors import (
+    EXIT_LOAD_FAILED,
+    EXIT_OK,
+    EXIT_REJECTS,
+    EXIT_USAGE,
+    EXIT_VERIFY_MISMATCH,
+    ConfigError,
+    PharmloadError,
+    redact,
+)
 from loader.run import headstart
 from loader.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from loader.commands.drop import Plan
     from loader.report import Report
 
 log = logging.getLogger("pharmload")
@@ -112,26 +123,103 @@ def _load(settings: Settings) -> Report:
             proc.close()
 
 
+def _print_images(images: dict[str, Any]) -> None:
+    """status: the image store's objects and the screenshot rows, under the datasets."""
+    from loader.commands.gc import size_text
+
+    store = images["store"]
+    if "error" in store:
+        print(f"image store ({store['name']}): {store['error']}")
+    else:
+        print(f"image store ({store['name']}): {store['objects']:,} objects, {size_text(store['bytes'])}")
+    if "rows" in images:
+        print(f"screenshot rows: {images['rows']:,}; referenced by no search result: {images['unreferenced']:,} "
+              f"(`pharmload gc` removes them); pending upload: {images['pending']:,}")
+
+
+def _admin(settings: Settings) -> int:
+    """init-db, status, runs: a query and a table on stdout."""
+    with heavy.kept_for_good():
+        from loader.commands import admin
+    if settings.command == "init-db":
+        print(f"schema {admin.init_db(settings)}")
+    elif settings.command == "status":
+        datasets, images = admin.status(settings)
+        _print_status(datasets)
+        _print_images(images)
+        if settings.report_json is not None:
+            admin.write_status(settings.report_json, datasets, images)
+    else:
+        _print_runs(admin.runs(settings), settings.tag)
+    return EXIT_OK
+
+
+def _confirm(settings: Settings) -> Callable[[Plan], bool]:
+    """drop's question: the plan on stdout, then (without --yes) the tag typed back on the terminal."""
+    def ask(plan: Plan) -> bool:
+        print(plan.render())
+        if settings.yes:
+            return True
+        print("Dropping is final: nothing brings the rows or the load history back.")
+        try:
+            reply = input(f"Type the tag ({plan.tag}) to drop it, anything else to keep it: ")
+        except EOFError:
+            return False
+        return reply.strip() == plan.tag
+
+    return ask
+
+
+def _drop(settings: Settings) -> int:
+    if not (settings.yes or settings.dry_run or sys.stdin.isatty()):
+        raise ConfigError("drop asks for confirmation on a terminal, and this is none: pass --yes to drop "
+                          "without asking (scripts, cron), or --dry-run to see what it would remove")
+    with heavy.kept_for_good():
+        from loader.commands import drop
+    out = drop.drop(settings, _confirm(settings))
+    if out.status == "dry-run":
+        print(out.plan.render())
+    print(out.render())
+    return EXIT_OK
+
+
+def _gc(settings: Settings) -> int:
+    with heavy.kept_for_good():
+        from loader.commands import gc
+    out = gc.gc(settings)
+    print(out.render())
+    return EXIT_LOAD_FAILED if out.failed else EXIT_OK
+
+
+HANDLERS: dict[str, Callable[[Settings], int]] = {
+    "load": lambda settings: _load_outcome(settings, _load(settings)),
+    "init-db": _admin,
+    "status": _admin,
+    "runs": _admin,
+    "drop": _drop,
+    "gc": _gc,
+}
+
+
 def run(argv: list[str]) -> int:
     """The whole command; returns the exit code."""
+    if argv[:1] in (["--help"], ["-h"], ["help"]):
+        print(options.overview())
+        return EXIT_OK
+    if argv[:1] == ["--version"]:
+        print(f"pharmload {options.version()}")
+        return EXIT_OK
     try:
         settings = load_settings(argv)
     except ConfigError as exc:
         print(f"pharmload: {exc}", file=sys.stderr)
         return EXIT_USAGE
     _setup_logging(settings)
+    handler = HANDLERS.get(settings.command)
     try:
-        if settings.command == "load":
-            return _load_outcome(settings, _load(settings))
-        with heavy.kept_for_good():
-            from loader.commands import admin
-        if settings.command == "init-db":
-            print(f"schema {admin.init_db(settings)}")
-        elif settings.command == "status":
-            _print_status(admin.status(settings))
-        elif settings.command == "runs":
-            _print_runs(admin.runs(settings), settings.tag)
-        return EXIT_OK
+        if handler is None:
+            raise ConfigError(f"the {settings.command} command is not available in this version")
+        return handler(settings)
     except PharmloadError as exc:
         print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
         return exc.exit_code

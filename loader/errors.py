@@ -58,6 +58,12 @@ class StorageError(LoadError):
     """The image store could not be written (disk full, permissions, upload refused)."""
 
 
+class InUseError(PharmloadError):
+    """Rows of another table still refer to what a drop would remove: nothing was removed."""
+
+    exit_code = EXIT_LOAD_FAILED
+
+
 class VerifyMismatch(PharmloadError):
     """The load committed, but --verify-writes found rows or images that differ from the plan."""
 

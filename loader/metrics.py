@@ -1,7 +1,9 @@
 """--metrics-file: the last run, per tag, in Prometheus text format for node_exporter's textfile collector.
 
 One file can serve several tags (the cron job loads one tag per day folder): the lines of other
-tags are kept, this tag's are replaced. The file is replaced atomically, so the collector never
+tags are kept, this tag's are replaced. The last drop and the last gc have lines of their own
+(label command), and a drop removes the dropped tag's load lines, so no alert fires for a tag that
+is gone. The file is replaced atomically, so the collector never
 reads half of it, and the last success time survives a failed run, so an alert can fire on a load
 that has not succeeded for too long. `write_outputs` writes it with the rejects and report files,
 after every load, whichever way it ran (pipeline.py or unchanged.py).
@@ -31,6 +33,11 @@ HELP = {
     "pharmload_rows": "search_results rows of the last load by change.",
     "pharmload_images_stored": "Screenshots newly put into the store by the last load.",
     "pharmload_phase_duration_seconds": "Seconds spent per phase in the last load.",
+    "pharmload_cleanup_end_timestamp_seconds": "End of the last drop or gc (Unix time).",
+    "pharmload_cleanup_success": "1 if the last drop or gc finished without an error, else 0.",
+    "pharmload_cleanup_removed_rows": "Rows the last drop or gc removed, by table.",
+    "pharmload_cleanup_removed_objects": "Image store objects the last gc removed.",
+    "pharmload_cleanup_removed_bytes": "Bytes of the image store objects the last gc removed.",
 }
 _LINE = re.compile(r'^(\w+)\{(.*)\} (\S+)$')
 
@@ -61,30 +68,64 @@ def _samples(rep: Report, success: bool, end: float, last_success: float | None)
     return out
 
 
+def _read(path: Path) -> list[tuple[str, str, str]]:
+    """The samples in the file, as (name, labels, value) text."""
+    if not path.exists():
+        return []
+    found = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        m = _LINE.match(line)
+        if m:
+            found.append((m[1], m[2], m[3]))
+    return found
+
+
+def _write(path: Path, samples: list[tuple[str, str, str]]) -> None:
+    """Replace the file with these samples, grouped by metric under their HELP and TYPE lines."""
+    lines: list[str] = []
+    for name, text in HELP.items():
+        rows = [s for s in samples if s[0] == name]
+        if rows:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
+            lines += [f"{n}{{{lab}}} {v}" for n, lab, v in sorted(rows, key=lambda s: s[1])]
+    write_atomically(path, ("\n".join(lines) + "\n").encode())
+
+
+def _of(labels: str, first: str) -> bool:
+    """Whether a sample's labels start with this label (tag="x" or command="gc")."""
+    return labels == first or labels.startswith(first + ",")
+
+
 def write_metrics(path: Path, rep: Report, success: bool, end: float) -> None:
     """Replace this tag's samples in the metrics file, keeping every other tag's."""
     mine = f'tag="{_label(rep.tag)}"'
     kept: list[tuple[str, str, str]] = []
     last_success: float | None = None
-    if path.exists():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-            m = _LINE.match(line)
-            if not m:
-                continue
-            name, labels, value = m.groups()
-            if labels == mine or labels.startswith(mine + ","):
-                if name == "pharmload_last_success_timestamp_seconds":
-                    last_success = float(value)
-                continue
+    for name, labels, value in _read(path):
+        if not _of(labels, mine):
             kept.append((name, labels, value))
+        elif name == "pharmload_last_success_timestamp_seconds":
+            last_success = float(value)
     fresh = [(n, lab, repr(v)) for n, lab, v in _samples(rep, success, end, last_success)]
-    lines: list[str] = []
-    for name, text in HELP.items():
-        rows = [s for s in kept + fresh if s[0] == name]
-        if rows:
-            lines += [f"# HELP {name} {text}", f"# TYPE {name} gauge"]
-            lines += [f"{n}{{{lab}}} {v}" for n, lab, v in sorted(rows, key=lambda s: s[1])]
-    write_atomically(path, ("\n".join(lines) + "\n").encode())
+    _write(path, kept + fresh)
+
+
+def write_cleanup_metrics(path: Path, command: str, success: bool, end: float, rows: dict[str, int],
+                          objects: int | None = None, removed_bytes: int | None = None,
+                          dropped_tag: str | None = None) -> None:
+    """Replace the samples of the last drop or gc (rows removed per table; gc: objects and bytes);
+    a drop also removes the dropped tag's load samples."""
+    mine = f'command="{_label(command)}"'
+    gone = f'tag="{_label(dropped_tag)}"' if dropped_tag is not None else None
+    kept = [s for s in _read(path) if not _of(s[1], mine) and not (gone and _of(s[1], gone))]
+    fresh = [("pharmload_cleanup_end_timestamp_seconds", mine, end),
+             ("pharmload_cleanup_success", mine, 1.0 if success else 0.0)]
+    fresh += [("pharmload_cleanup_removed_rows", f'{mine},table="{_label(t)}"', float(n)) for t, n in rows.items()]
+    if objects is not None:
+        fresh.append(("pharmload_cleanup_removed_objects", mine, float(objects)))
+    if removed_bytes is not None:
+        fresh.append(("pharmload_cleanup_removed_bytes", mine, float(removed_bytes)))
+    _write(path, kept + [(n, lab, repr(v)) for n, lab, v in fresh])
 
 
 def write_outputs(settings: Settings, rep: Report) -> None:

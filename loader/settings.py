@@ -16,12 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import configargparse
-
+from loader import options
 from loader.errors import ConfigError
+from loader.options import BACKENDS
 
-BACKENDS = ("embedded", "postgresql", "supabase")
-COMMANDS = ("load", "init-db", "status", "runs")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.ini"
 ROOT_DATA_DIR = Path("/var/lib/pharmload")
 
@@ -70,6 +68,9 @@ class Settings:
     max_json_bytes: int = 10 * 1024 * 1024
     max_image_bytes: int = 50 * 1024 * 1024
     progress: str = "auto"
+    deep: bool = False               # verify: re-hash every stored screenshot
+    yes: bool = False                # drop: no confirmation asked
+    grace_seconds: float = 86400.0   # gc: age below which an object without a row is kept
     test_kill_at: str | None = None
     test_terminate_at: str | None = None
 
@@ -170,148 +171,87 @@ def _config_backend(config: Path) -> str | None:
     return value or None
 
 
-def _build_parser(config: Path, backend: str) -> configargparse.ArgumentParser:
-    p = configargparse.ArgumentParser(
-        prog="pharmload",
-        description="Load a pharmacy license scrape into PharmChecker's database.",
-        default_config_files=[str(config)] if config.is_file() else [],
-        config_file_parser_class=configargparse.IniConfigParser(["load", backend], False),
-        args_for_setting_config_path=["-c", "--config"],
-        ignore_unknown_config_file_keys=True,
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    e = "PHARMLOAD_"
-    p.add_argument("command", nargs="?", default="load", choices=COMMANDS, help="what to do")
-    p.add_argument("--backend", choices=BACKENDS, default="embedded", env_var=e + "BACKEND")
-    p.add_argument("--states-dir", type=Path, env_var=e + "STATES_DIR", help="scrape folder to load")
-    p.add_argument("--single-file", type=Path, help="load only this one *_parse.json (testing)")
-    p.add_argument("--tag", env_var=e + "TAG", help="dataset tag to load into")
-    p.add_argument("--dsn", env_var=e + "DSN", help="PostgreSQL connection string (default: libpq's PG*)")
-    p.add_argument("--data-dir", type=Path, env_var=e + "DATA_DIR", help="embedded server's data folder")
-    p.add_argument("--database", default="pharmchecker", env_var=e + "DATABASE",
-                   help="database name on the embedded server")
-    p.add_argument("--image-dir", type=Path, env_var=e + "IMAGE_DIR", help="local image store folder")
-    p.add_argument("--image-link", choices=("link", "copy"), default="link", env_var=e + "IMAGE_LINK",
-                   help="put screenshots into the local store as hard links (fast) or copies (independent)")
-    p.add_argument("--image-root", type=Path, action="append", default=[], dest="image_roots",
-                   help="another folder screenshots may be read from (repeatable)")
-    p.add_argument("--rejects", type=Path, env_var=e + "REJECTS", help="write rejected files here (JSONL)")
-    p.add_argument("--report-json", type=Path, env_var=e + "REPORT_JSON", help="write the report as JSON")
-    p.add_argument("--created-by", default="pharmload", env_var=e + "CREATED_BY")
-    p.add_argument("--description", env_var=e + "DESCRIPTION")
-    p.add_argument("--source-timezone", default="UTC", env_var=e + "SOURCE_TIMEZONE",
-                   help="time zone of naive search timestamps")
-    p.add_argument("--dry-run", action="store_true", help="plan and parse, write nothing")
-    p.add_argument("--batch-size", type=int, default=25,
-                   help="accepted for the old importer's scripts; a load is one COPY, not batches")
-    p.add_argument("--chunk-files", type=int, default=2000, env_var=e + "CHUNK_FILES",
-                   help="files per worker task")
-    p.add_argument("--max-workers", type=int, default=0, env_var=e + "MAX_WORKERS",
-                   help="worker processes (0: one per CPU; 1: in-process)")
-    p.add_argument("--max-concurrent-uploads", type=int, default=10)
-    p.add_argument("--debug-log", action="store_true", env_var=e + "DEBUG_LOG")
-    p.add_argument("--verify-writes", nargs="?", const="on", default="off", choices=("off", "on", "deep"),
-                   help="check the database against the plan after the load")
-    p.add_argument("--keep-server", action="store_true",
-                   help="leave the embedded server running after the command")
-    p.add_argument("--limit", type=int, default=20, help="rows to show for 'runs'")
-    p.add_argument("--manifest-dir", type=Path, env_var=e + "MANIFEST_DIR",
-                   help="where manifests (resume and incremental state) are kept")
-    p.add_argument("--full", action="store_true", env_var=e + "FULL",
-                   help="ignore the manifest: parse and hash every file")
-    p.add_argument("--retries", type=int, default=4, env_var=e + "RETRIES",
-                   help="attempts for transient database errors")
-    p.add_argument("--retry-delay", type=float, default=0.5, help="first retry's maximum delay, seconds")
-    p.add_argument("--lock-wait", choices=("wait", "fail"), default="wait", env_var=e + "LOCK_WAIT",
-                   help="when another load holds the tag: wait for it, or fail at once")
-    p.add_argument("--statement-timeout", type=int, env_var=e + "STATEMENT_TIMEOUT",
-                   help="statement timeout for the load's transaction, ms (default: the server's)")
-    p.add_argument("--metrics-file", type=Path, env_var=e + "METRICS_FILE",
-                   help="write Prometheus textfile metrics here after every run")
-    p.add_argument("--max-rejects", type=int, env_var=e + "MAX_REJECTS",
-                   help="rejected files tolerated (exit 0); more exits 1 after loading the rest "
-                        "(default: no limit, any reject exits 1)")
-    p.add_argument("--max-json-bytes", type=int, default=10 * 1024 * 1024, env_var=e + "MAX_JSON_BYTES",
-                   help="a search file larger than this is rejected unread")
-    p.add_argument("--max-image-bytes", type=int, default=50 * 1024 * 1024, env_var=e + "MAX_IMAGE_BYTES",
-                   help="a screenshot larger than this is not read; its rows load without it")
-    p.add_argument("--progress", choices=("auto", "on", "off"), default="auto", env_var=e + "PROGRESS",
-                   help="live progress on stderr (auto: only when stderr is a terminal)")
-    p.add_argument("--supabase-url", env_var="SUPABASE_URL", help="Supabase project URL (storage)")
-    p.add_argument("--bucket", default="imagecache", env_var=e + "BUCKET", help="Supabase Storage bucket")
-    p.add_argument("--upload-timeout", type=int, default=30, help="seconds per storage request")
-    p.add_argument("--test-kill-at", env_var=e + "TEST_KILL_AT", help=argparse.SUPPRESS)
-    p.add_argument("--test-terminate-at", env_var=e + "TEST_TERMINATE_AT", help=argparse.SUPPRESS)
-    return p
-
-
 def load_settings(argv: list[str], env: dict[str, str] | None = None) -> Settings:
     """Parse argv (without the program name) against env and the config file."""
     env = dict(os.environ) if env is None else env
-    config, backend = _pre_parse(argv, env)
-    parser = _build_parser(config, backend)
+    command, rest = options.command_of(argv)
+    if command is None:
+        first = next(a for a in argv if not a.startswith("-"))
+        raise ConfigError(f"unknown command {first!r}: choose one of {', '.join(options.COMMANDS)} "
+                          "(pharmload --help lists them)")
+    config, backend = _pre_parse(rest, env)
+    parser = options.build_parser(command, config, backend)
     try:
-        ns = parser.parse_args(argv, env_vars=env)
-    except SystemExit as exc:  # argparse already printed the message
+        ns, unknown = parser.parse_known_args(rest, env_vars=env)
+    except SystemExit as exc:  # argparse already printed the message (or the help)
         if exc.code == 0:
             raise
         raise ConfigError("invalid command line (see the message above)") from None
-    return _settings_from(ns, backend, env)
+    if unknown:
+        raise ConfigError(options.not_taken(command, unknown))
+    return _settings_from(command, ns, backend, env)
 
 
-def _settings_from(ns: argparse.Namespace, backend: str, env: dict[str, str]) -> Settings:
+# Flags whose value goes into the field of the same name as it is.
+_SAME = ("tag", "database", "created_by", "description", "source_timezone", "dry_run", "batch_size", "chunk_files",
+         "max_workers", "max_concurrent_uploads", "debug_log", "verify_writes", "limit", "full", "retries",
+         "retry_delay", "bucket", "upload_timeout", "max_rejects", "max_json_bytes", "max_image_bytes", "progress",
+         "test_kill_at", "test_terminate_at", "deep", "yes")
+_PATHS = ("states_dir", "single_file", "rejects", "report_json", "metrics_file")
+STORE_COMMANDS = ("load", "verify", "status", "gc")  # the commands that open the image store
+
+
+def _settings_from(command: str, ns: argparse.Namespace, backend: str, env: dict[str, str]) -> Settings:
+    """The Settings of one command: its flags' values; fields of flags it does not take keep
+    their defaults."""
     root = default_data_root()
-    dsn = ns.dsn or ""
+    given = vars(ns)
+    fields: dict[str, Any] = {name: given[name] for name in _SAME if name in given}
+    fields |= {name: _expand(given[name]) for name in _PATHS if name in given}
+    dsn = given.get("dsn") or ""
     if not dsn and backend == "postgresql":
         dsn = env.get("DATABASE_URL", "")
     if not dsn and backend == "supabase":
         dsn = env.get("SUPABASE_DB_URL", "")
+    if "image_roots" in given:
+        fields["image_roots"] = tuple(p.expanduser().resolve() for p in given["image_roots"])
+    if "statement_timeout" in given:
+        fields["statement_timeout_ms"] = given["statement_timeout"]
+    if "lock_wait" in given:
+        fields["lock_wait"] = given["lock_wait"] == "wait"
+    if "image_link" in given:
+        fields["image_link"] = given["image_link"] == "link"
+    if "grace" in given:
+        fields["grace_seconds"] = duration(given["grace"], "--grace")
     settings = Settings(
-        command=ns.command,
+        command=command,
         backend=backend,
-        states_dir=_expand(ns.states_dir),
-        single_file=_expand(ns.single_file),
-        tag=ns.tag,
         dsn=dsn,
-        data_dir=_expand(ns.data_dir) or root / "pgdata",
-        database=ns.database,
-        image_dir=_expand(ns.image_dir) or root / "imagecache",
-        image_roots=tuple(p.expanduser().resolve() for p in ns.image_roots),
-        rejects=_expand(ns.rejects),
-        report_json=_expand(ns.report_json),
-        created_by=ns.created_by,
-        description=ns.description,
-        source_timezone=ns.source_timezone,
-        dry_run=ns.dry_run,
-        batch_size=ns.batch_size,
-        chunk_files=ns.chunk_files,
-        max_workers=ns.max_workers,
-        max_concurrent_uploads=ns.max_concurrent_uploads,
-        debug_log=ns.debug_log,
-        verify_writes=ns.verify_writes,
-        stop_embedded=not ns.keep_server,
-        limit=ns.limit,
-        manifest_dir=_expand(ns.manifest_dir) or root / "manifests",
-        full=ns.full,
-        retries=ns.retries,
-        retry_delay=ns.retry_delay,
-        lock_wait=ns.lock_wait == "wait",
-        statement_timeout_ms=ns.statement_timeout,
-        supabase_url=ns.supabase_url or "",
-        supabase_key=_supabase_key(env),
-        bucket=ns.bucket,
-        upload_timeout=ns.upload_timeout,
-        image_link=ns.image_link == "link",
-        metrics_file=_expand(ns.metrics_file),
-        max_rejects=ns.max_rejects,
-        max_json_bytes=ns.max_json_bytes,
-        max_image_bytes=ns.max_image_bytes,
-        progress=ns.progress,
-        test_kill_at=ns.test_kill_at,
-        test_terminate_at=ns.test_terminate_at,
+        data_dir=_expand(given.get("data_dir")) or root / "pgdata",
+        image_dir=_expand(given.get("image_dir")) or root / "imagecache",
+        manifest_dir=_expand(given.get("manifest_dir")) or root / "manifests",
+        stop_embedded=not given.get("keep_server", False),
+        supabase_url=given.get("supabase_url") or "",
+        supabase_key=_supabase_key(env) if command in STORE_COMMANDS else "",
+        **fields,
     )
     validate(settings)
     return settings
+
+
+def duration(text: str, flag: str) -> float:
+    """Seconds of a duration written as a number with an optional unit: 90, 90s, 15m, 24h, 7d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    text = text.strip().lower()
+    unit = units.get(text[-1:])
+    number = text[:-1] if unit is not None else text
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: not a duration (write e.g. 90m, 24h or 7d)") from None
+    if seconds < 0:
+        raise ConfigError(f"{flag} {text!r}: a duration cannot be negative")
+    return seconds
 
 
 def _supabase_key(env: dict[str, str]) -> str:
@@ -338,16 +278,17 @@ def validate(s: Settings) -> None:
     if s.command == "load":
         if s.states_dir is None and s.single_file is None:
             raise ConfigError("--states-dir is required (or --single-file)")
-        if not s.tag:
-            raise ConfigError("--tag is required")
-        if s.states_dir is not None and not s.states_dir.is_dir():
-            raise ConfigError(f"--states-dir {s.states_dir}: not a folder")
         if s.single_file is not None and not s.single_file.is_file():
             raise ConfigError(f"--single-file {s.single_file}: no such file")
-        if s.backend == "supabase" and not (s.supabase_url and s.supabase_key):
+    if s.command in ("load", "verify", "drop") and not s.tag:
+        raise ConfigError("--tag is required")
+    if s.states_dir is not None and not s.states_dir.is_dir():
+        raise ConfigError(f"--states-dir {s.states_dir}: not a folder")
+    if s.backend == "supabase" and s.command in ("load", "verify", "gc"):
+        if not (s.supabase_url and s.supabase_key):
             raise ConfigError("the supabase backend needs SUPABASE_URL and SUPABASE_SERVICE_KEY "
                               "(or SUPABASE_SERVICE_KEY_FILE) in the environment")
-        if s.backend == "supabase" and not s.dsn:
+        if not s.dsn:
             raise ConfigError("the supabase backend needs SUPABASE_DB_URL (or --dsn) for the database")
     if s.max_workers < 0 or s.chunk_files < 1 or s.max_concurrent_uploads < 1 or s.retries < 1:
         raise ConfigError("--max-workers must be >= 0; --chunk-files, --max-concurrent-uploads and --retries >= 1")

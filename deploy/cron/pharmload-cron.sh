@@ -17,6 +17,10 @@
 #                           rotation is left to logrotate (logrotate.conf next to this file)
 #   PHARMLOAD_LOCK_FILE     flock file (default /run/lock/pharmload-cron.lock, or /tmp/... without /run/lock)
 #   PHARMLOAD_METRICS_FILE  optional: passed on as --metrics-file
+#   PHARMLOAD_KEEP_DAYS     optional, date mode only (default: off, nothing is ever dropped): after the
+#                           loads, drop every tag ${PHARMLOAD_TAG_PREFIX}YYYY-MM-DD in the database whose
+#                           date is more than this many days before today (never one this run loaded),
+#                           then run `pharmload gc` to delete the screenshots no dataset references
 # Everything else pharmload reads (PHARMLOAD_BACKEND, PHARMLOAD_DSN, PG*, DATABASE_URL, SUPABASE_*,
 # PHARMLOAD_IMAGE_DIR, ...) passes through to it unchanged.
 #
@@ -25,6 +29,14 @@
 # --lock-wait fail, so a load of the same tag from another host or user fails at once (exit 3)
 # instead of queueing; a second start of this script on the same host is stopped earlier by flock
 # and exits 0 with one line in the log.
+#
+# Retention (PHARMLOAD_KEEP_DAYS) runs after the loads: the day's data comes first, so nothing about
+# old data (a drop that waits or fails, a slow gc) can delay or stop it; and the gc then sees the
+# rows the day's loads committed, so a screenshot that an old day and today share is kept rather
+# than deleted and stored again. The tags come from the database (`pharmload status --report-json`,
+# read with the Python next to pharmload), not from the folders, so a tag whose day folder was
+# deleted is dropped too. Drops and gc run with --yes and --lock-wait fail; each step is logged, and
+# a failed step is alerted and counts in the exit status, but stops neither the others nor the loads.
 #
 # Every line this script writes to the log starts with an ISO 8601 timestamp and
 # "pharmload-cron[PID]"; pharmload's own output (timestamped log lines, then the end-of-run summary)
@@ -45,6 +57,7 @@ tag_prefix=${PHARMLOAD_TAG_PREFIX:-}
 fixed_tag=${PHARMLOAD_TAG:-}
 log_file=${PHARMLOAD_LOG:-/var/log/pharmload/pharmload.log}
 metrics_file=${PHARMLOAD_METRICS_FILE:-}
+keep_days=${PHARMLOAD_KEEP_DAYS:-}
 if [[ -n ${PHARMLOAD_LOCK_FILE:-} ]]; then
     lock_file=$PHARMLOAD_LOCK_FILE
 elif [[ -d /run/lock && -w /run/lock ]]; then
@@ -94,11 +107,13 @@ case $tag_mode in
         ;;
     fixed)
         [[ -n $fixed_tag ]] || config_error "PHARMLOAD_TAG_MODE=fixed needs PHARMLOAD_TAG"
+        [[ -z $keep_days ]] || config_error "PHARMLOAD_KEEP_DAYS works in date mode only (a fixed tag is never dropped)"
         ;;
     *)
         config_error "PHARMLOAD_TAG_MODE '$tag_mode': use 'date' or 'fixed'"
         ;;
 esac
+[[ -z $keep_days || $keep_days =~ ^[1-9][0-9]*$ ]] || config_error "PHARMLOAD_KEEP_DAYS '$keep_days': not a positive whole number"
 [[ -x $pharmload_bin ]] || config_error "pharmload not found at $pharmload_bin (run 'make install' in PHARMLOAD_HOME, or set PHARMLOAD_HOME)"
 
 # -- single instance -----------------------------------------------------------------------------
@@ -180,6 +195,76 @@ for i in "${!tags[@]}"; do
         break
     fi
 done
+
+# -- retention -----------------------------------------------------------------------------------
+
+# A drop's or gc's exit status in words.
+step_meaning() {
+    case $1 in
+        0) echo "ok" ;;
+        2) echo "usage or configuration error, nothing done" ;;
+        3) echo "failed, see the lines above" ;;
+        130) echo "interrupted" ;;
+        *) echo "unexpected exit status" ;;
+    esac
+}
+
+# Run one retention step (pharmload with these arguments), log it, and count its exit status.
+step() {
+    local what=$1 rc=0 started=$SECONDS line
+    shift
+    log "retention: $what"
+    "$pharmload_bin" "$@" </dev/null >>"$log_file" 2>&1 9>&- || rc=$?
+    line="retention: $what finished: exit $rc ($(step_meaning "$rc")) in $((SECONDS - started))s"
+    if ((rc >= 2)); then alert "$line"; else log "$line"; fi
+    if ((rc > worst)); then
+        worst=$rc
+    fi
+    return "$rc"
+}
+
+# The tags of the database (NUL-separated) that this cron's prefix made for days before $1.
+old_tags() {
+    local status_json=$1 cutoff=$2 python
+    python=$(dirname -- "$pharmload_bin")/python
+    [[ -x $python ]] || python=python3
+    "$python" - "$status_json" "$tag_prefix" "$cutoff" <<'PY'
+import json, re, sys
+path, prefix, cutoff = sys.argv[1:]
+for d in json.load(open(path))["datasets"]:
+    day = d["tag"][len(prefix):] if d["tag"].startswith(prefix) else ""
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", day) and day < cutoff:
+        sys.stdout.write(d["tag"] + "\0")
+PY
+}
+
+if [[ -n $keep_days && $worst -lt 128 ]]; then
+    cutoff=$(date -d "-$keep_days days" +%F)
+    status_json=$(mktemp "${TMPDIR:-/tmp}/pharmload-status.XXXXXX")
+    trap 'rm -f -- "$status_json"' EXIT
+    if step "list the tags (PHARMLOAD_KEEP_DAYS=$keep_days: drop days before $cutoff)" \
+            status --report-json "$status_json"; then
+        drops=()
+        while IFS= read -r -d '' tag; do
+            for loaded in "${tags[@]}"; do
+                if [[ $tag == "$loaded" ]]; then
+                    log "retention: keeping tag '$tag', which this run loaded"
+                    continue 2
+                fi
+            done
+            drops+=("$tag")
+        done < <(old_tags "$status_json" "$cutoff")
+        metrics=()
+        if [[ -n $metrics_file ]]; then
+            metrics=(--metrics-file "$metrics_file")
+        fi
+        for i in "${!drops[@]}"; do
+            step "drop $((i + 1))/${#drops[@]}: tag '${drops[i]}'" drop --tag "${drops[i]}" --yes --lock-wait fail \
+                "${metrics[@]}" || true
+        done
+        step "gc (${#drops[@]} tags dropped)" gc --lock-wait fail "${metrics[@]}" || true
+    fi
+fi
 
 log "cron run finished: exit $worst"
 if ((worst >= 2)) && [[ ! -t 2 ]]; then

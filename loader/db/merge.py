@@ -16,7 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from loader.db import pg
+from loader.db import locks, pg
 from loader.errors import LockBusyError
 from loader.report import MergeCounts
 
@@ -64,6 +64,7 @@ class LoadTransaction:
                 self.conn.execute("SELECT set_config('statement_timeout', %s, true)",
                                   (str(settings.statement_timeout_ms),))
             self._lock(tag, settings.lock_wait)
+            self._share_gc_lock(settings.lock_wait)
             pg.ensure_schema(self.conn, migrate=False)
             row = self.conn.execute(pg.statement("ensure_dataset"),
                                     {"tag": tag, "description": settings.description,
@@ -82,6 +83,12 @@ class LoadTransaction:
         row = self.conn.execute(query, (LOCK_NAMESPACE, tag)).fetchone()
         if not wait and row is not None and row[0] is False:
             raise LockBusyError(f"another load into tag {tag!r} is running; try again when it ends")
+
+    def _share_gc_lock(self, wait: bool) -> None:
+        """Keep gc out until this load commits: gc must not delete a screenshot this load found in
+        the store and is about to reference (db/locks.py). Taken before anything asks the store."""
+        if not locks.try_take(self.conn, locks.GC_NAMESPACE, 0, shared=True, wait=wait):
+            raise LockBusyError("a gc is running (it deletes unreferenced screenshots); try again when it ends")
 
     def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
         """COPY CSV (no header) into one of the staging tables. The caller makes the CSV: the

@@ -194,3 +194,18 @@ class Manifest:
         Not deduplicated here: that copied every screenshot row at each save, a few hundred MB at
         a million files. open() drops the superseded rows once, before a load begins."""
         return pl.concat([self.images, *self._new]) if self._new else self.images
+
+
+def of_tag(folder: Path, tag: str) -> list[tuple[Path, str]]:
+    """The manifest files in folder (one per states folder and tag) whose header names this tag,
+    with the states folder each is for; for `drop`. A file that cannot be read as a manifest is
+    left out."""
+    found = []
+    for path in sorted(folder.glob("*.parquet")):
+        try:
+            header = orjson.loads(pl.read_parquet_metadata(path)["pharmload"])
+            if isinstance(header, dict) and header.get("tag") == tag:
+                found.append((path, str(header.get("states_dir"))))
+        except (OSError, ValueError, KeyError, TypeError, pl.exceptions.PolarsError):
+            continue
+    return found

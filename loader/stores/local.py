@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
@@ -21,6 +22,16 @@ BLOCK = 1 << 20
 
 def storage_path(content_hash: str) -> str:
     return f"sha256/{content_hash[:2]}/{content_hash[2:4]}/{content_hash}.png"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """One object of a store's listing (gc, status): its key below the store's root, its size in
+    bytes, and when it was last put there (Unix time)."""
+
+    key: str
+    size: int
+    stored_at: float
 
 
 def _copy_atomically(src: str, dst: Path) -> None:
@@ -112,3 +123,46 @@ class LocalStore:
 
     def local_path(self, content_hash: str) -> str | None:
         return str(self.root / storage_path(content_hash))
+
+    def objects(self) -> Iterator[StoredObject]:
+        """Every file in sha256/ab/cd/, with its size and when it was put there: its inode change
+        time (a hard link keeps the scrape's mtime, but linking sets the ctime), or its mtime if
+        later. Includes the temporary files of a copy that a crash left behind (names starting with
+        a dot)."""
+        for first in _entries(self.root / "sha256", folders=True):
+            for second in _entries(first.path, folders=True):
+                for entry in _entries(second.path, folders=False):
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:  # removed meanwhile
+                        continue
+                    yield StoredObject(f"sha256/{first.name}/{second.name}/{entry.name}", st.st_size,
+                                       max(st.st_mtime, st.st_ctime))
+
+    def delete(self, keys: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+        """Remove these objects: ({key: bytes freed} of those removed, {key: reason} of those that
+        could not be). A key already gone is neither. The emptied folders stay (at most 65,536)."""
+        removed: dict[str, int] = {}
+        failed: dict[str, str] = {}
+        for key in keys:
+            path = self.root / key
+            try:
+                size = path.lstat().st_size
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                failed[key] = exc.strerror or str(exc)
+                continue
+            removed[key] = size  # on disk only once no hard link (a scrape's file) holds them
+        return removed, failed
+
+
+def _entries(parent: Path | str, folders: bool) -> list[os.DirEntry[str]]:
+    """The sub-folders (or the files) of parent, in name order; none when it does not exist."""
+    try:
+        with os.scandir(parent) as found:
+            return sorted((e for e in found if (e.is_dir if folders else e.is_file)(follow_symlinks=False)),
+                          key=lambda e: e.name)
+    except (FileNotFoundError, NotADirectoryError):
+        return []

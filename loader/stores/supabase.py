@@ -14,16 +14,17 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from loader.errors import ConfigError, StorageError
-from loader.stores.local import storage_path
+from loader.stores.local import StoredObject, storage_path
 
 log = logging.getLogger("pharmload")
 PREFIX = "sha256/"
 PAGE = 1000
+DELETE_BATCH = 1000  # keys per bulk removal: the Storage API's limit per request
 
 
 def _status(exc: BaseException) -> int | None:
@@ -42,6 +43,11 @@ def _transient(exc: BaseException) -> bool:
         return True
     status = _status(exc)
     return status is not None and (status == 429 or status >= 500)
+
+
+def _no_bucket(exc: BaseException) -> bool:
+    """Whether a storage error says the bucket does not exist (gc and status: nothing is stored)."""
+    return "bucket not found" in str(exc).lower()
 
 
 class SupabaseStore:
@@ -166,3 +172,50 @@ class SupabaseStore:
 
     def local_path(self, content_hash: str) -> str | None:
         return None  # deep verification of a bucket would download every object; sizes are checked
+
+    def objects(self) -> Iterator[StoredObject]:
+        """Every object under sha256/ with its size and when it was last put there (its updated_at:
+        an upsert replaces the object), one list-v2 page (1000 keys) per request; none when the
+        bucket does not exist."""
+        bucket = self.storage.from_(self.bucket)
+        cursor: str | None = None
+        while True:
+            options: dict[str, Any] = {"prefix": PREFIX, "limit": PAGE, **({"cursor": cursor} if cursor else {})}
+            try:
+                page = self._call("list", bucket.list_v2, options)
+            except Exception as exc:
+                if _no_bucket(exc):
+                    return
+                raise StorageError(f"storage: cannot list bucket {self.bucket!r}: {exc}") from exc
+            for o in page.objects:
+                size = (o.metadata or {}).get("size")
+                yield StoredObject(o.key or o.name, int(size or 0), max(o.created_at, o.updated_at).timestamp())
+            if not page.hasNext or not page.nextCursor:
+                return
+            cursor = page.nextCursor
+
+    def delete(self, keys: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+        """Remove these objects in bulk requests of DELETE_BATCH keys, `concurrency` at a time, each
+        retried like an upload: ({key: bytes freed} of those removed, {key: reason} of those whose
+        request still failed). A key already gone, or whose bucket is, is neither."""
+        bucket = self.storage.from_(self.bucket)
+        removed: dict[str, int] = {}
+        failed: dict[str, str] = {}
+
+        def one(batch: list[str]) -> None:
+            try:
+                gone = self._call("remove", bucket.remove, batch)
+            except Exception as exc:  # reported per key; the other batches go on
+                if not _no_bucket(exc):
+                    with self._lock:
+                        failed.update(dict.fromkeys(batch, f"{type(exc).__name__}: {str(exc)[:160]}"))
+                return
+            asked = set(batch)
+            with self._lock:
+                removed.update((o["name"], int((o.get("metadata") or {}).get("size") or 0))
+                               for o in gone if o.get("name") in asked)
+
+        batches = [keys[i:i + DELETE_BATCH] for i in range(0, len(keys), DELETE_BATCH)]
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pharmload-delete") as pool:
+            list(pool.map(one, batches))
+        return removed, failed

@@ -70,11 +70,16 @@ class Cli:
         return self.tmp / "out" / "report.json"
 
     def base(self, dsn: str | None = None) -> list[str]:
-        return ["--backend", "postgresql", "--dsn", dsn or self.dsn, "--image-dir", str(self.image_dir),
-                "--manifest-dir", str(self.tmp / "manifests"), "--retry-delay", "0.01"]
+        """The database flags every command takes."""
+        return ["--backend", "postgresql", "--dsn", dsn or self.dsn]
+
+    def load_base(self, dsn: str | None = None) -> list[str]:
+        """base() and the flags of a load's store, manifest and retries."""
+        return [*self.base(dsn), "--image-dir", str(self.image_dir), "--manifest-dir", str(self.tmp / "manifests"),
+                "--retry-delay", "0.01"]
 
     def load(self, *extra: str, dsn: str | None = None, tag: str | None = "cli-tag") -> list[str]:
-        args = ["load", *self.base(dsn), "--states-dir", str(self.scrape.root), "--rejects", str(self.rejects),
+        args = ["load", *self.load_base(dsn), "--states-dir", str(self.scrape.root), "--rejects", str(self.rejects),
                 "--report-json", str(self.report)]
         return args + (["--tag", tag] if tag else []) + list(extra)
 
@@ -390,7 +395,7 @@ def test_dry_run_on_an_empty_database_creates_no_table(cli: Cli, dsn: str) -> No
 def test_single_file(cli: Cli, dsn: str) -> None:
     _tree(cli.scrape, bad=True)
     one = cli.scrape.root / "2025-08-03/FL/Belmar_01_parse.json"
-    args = ["load", *cli.base(), "--single-file", str(one), "--tag", "cli-tag", "--report-json", str(cli.report)]
+    args = ["load", *cli.load_base(), "--single-file", str(one), "--tag", "cli-tag", "--report-json", str(cli.report)]
     res = cli.run(args)
     assert res.code == 0, res.stderr
     assert query(dsn, "SELECT search_state, license_number, image_hash IS NOT NULL FROM search_results") == [

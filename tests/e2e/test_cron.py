@@ -8,6 +8,7 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from loader.db.merge import LOCK_NAMESPACE
 from tests.conftest import query
 from tests.scrape import Scrape, document, license_
+from tests.support.lifecycle import folder, keys, local_objects
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "cron" / "pharmload-cron.sh"
@@ -219,6 +221,10 @@ def test_rejects_exit_1_as_the_worst_of_the_run(cron: Cron, dsn: str) -> None:
                  id="bad-mode"),
     pytest.param({"PHARMLOAD_TAG_MODE": "fixed"}, "PHARMLOAD_TAG_MODE=fixed needs PHARMLOAD_TAG", id="fixed-no-tag"),
     pytest.param({"PHARMLOAD_NEWEST": "0"}, "PHARMLOAD_NEWEST '0': not a positive whole number", id="bad-newest"),
+    pytest.param({"PHARMLOAD_KEEP_DAYS": "a week"}, "PHARMLOAD_KEEP_DAYS 'a week': not a positive whole number",
+                 id="bad-keep-days"),
+    pytest.param({"PHARMLOAD_TAG_MODE": "fixed", "PHARMLOAD_TAG": "all", "PHARMLOAD_KEEP_DAYS": "30"},
+                 "PHARMLOAD_KEEP_DAYS works in date mode only", id="keep-days-fixed"),
     pytest.param({"PHARMLOAD_HOME": "nohome"}, "pharmload not found at {tmp}/nohome/.venv/bin/pharmload",
                  id="no-pharmload"),
 ])
@@ -254,3 +260,64 @@ def test_crontab_calls_the_wrapper_and_the_env_example_names_every_variable() ->
     example = (SCRIPT.parent / "pharmload.env.example").read_text()
     for name in sorted(set(re.findall(r"\$\{?((?:PHARMLOAD|SCRAPES)_[A-Z_]+)", SCRIPT.read_text()))):
         assert name in example, name
+
+
+def _recent_days(cron: Cron) -> list[str]:
+    """Day folders 10, 3 and 1 days before today, sharing screenshots with their neighbours."""
+    days = [(date.today() - timedelta(days=n)).isoformat() for n in (10, 3, 1)]
+    for day, shots in zip(days, (range(4), range(2, 6), range(4, 8)), strict=True):
+        folder(cron.scrape, day, shots, ts=f"{day}T10:00:00")
+    return days
+
+
+def test_retention_drops_old_days_after_the_loads_then_collects_their_screenshots(cron: Cron, dsn: str) -> None:
+    old, recent, newest = _recent_days(cron)
+    manual = subprocess.run([str(PHARMLOAD), "load", "--states-dir", str(cron.scrape.root / recent), "--tag",
+                             "states-2001-01-01x", "--max-workers", "1"], env=cron.base_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert manual.returncode == 0, manual.stderr  # a tag this cron did not make: never dropped
+    env = {"PHARMLOAD_TAG_PREFIX": "states-", "PHARMLOAD_KEEP_DAYS": "5"}
+
+    first = cron.run(PHARMLOAD_NEWEST="3", **env)
+    assert first.code == 0, first.log
+    assert f"retention: keeping tag 'states-{old}', which this run loaded" in first.log
+    assert [t for t, _ in _tags(dsn)] == ["states-2001-01-01x", f"states-{old}", f"states-{recent}",
+                                          f"states-{newest}"]
+
+    second = cron.run(PHARMLOAD_NEWEST="1", **env)
+    assert second.code == 0, second.log
+    cutoff = (date.today() - timedelta(days=5)).isoformat()
+    said = [re.sub(r" in \d+s$", "", line.split("] ", 1)[1]) for line in second.wrapper_lines]
+    assert [line for line in said if line.startswith(("load ", "retention: "))] == [
+        f"load 1/1: tag 'states-{newest}' from {cron.scrape.root}/{newest}",
+        f"load 1/1 finished: tag 'states-{newest}' exit 0 (ok)",
+        f"retention: list the tags (PHARMLOAD_KEEP_DAYS=5: drop days before {cutoff})",
+        f"retention: list the tags (PHARMLOAD_KEEP_DAYS=5: drop days before {cutoff}) finished: exit 0 (ok)",
+        f"retention: drop 1/1: tag 'states-{old}'",
+        f"retention: drop 1/1: tag 'states-{old}' finished: exit 0 (ok)",
+        "retention: gc (1 tags dropped)",
+        "retention: gc (1 tags dropped) finished: exit 0 (ok)",
+    ]
+    assert f"dropped tag 'states-{old}'" in second.log and "removed 2 screenshot rows" in second.log
+    assert [t for t, _ in _tags(dsn)] == ["states-2001-01-01x", f"states-{recent}", f"states-{newest}"]
+    assert set(local_objects(cron.tmp / "images")) == keys(range(2, 8))  # 0 and 1 were the old day's only
+    assert (second.stdout, second.stderr) == ("", "")
+
+
+def test_a_failed_drop_is_alerted_and_stops_nothing_else(cron: Cron, dsn: str) -> None:
+    old, _, newest = _recent_days(cron)
+    assert cron.run(PHARMLOAD_NEWEST="3").code == 0
+    with psycopg.connect(dsn) as conn:  # one of the old day's rows is held by a key without ON DELETE action
+        conn.execute("CREATE TABLE reviews (result_id bigint REFERENCES search_results (id))")
+        conn.execute("INSERT INTO reviews SELECT min(r.id) FROM search_results r JOIN datasets d "
+                     "ON d.id = r.dataset_id WHERE d.tag = %s", (old,))
+    cron.scrape.search(f"{newest}/FL/Late_01", document(name="Late", state="FL", ts=f"{newest}T12:00:00"))
+    res = cron.run(PHARMLOAD_KEEP_DAYS="5")
+    assert res.code == 3, res.log
+    assert f"load 1/1 finished: tag '{newest}' exit 0 (ok)" in res.log
+    assert f"retention: drop 1/1: tag '{old}' finished: exit 3 (failed, see the lines above)" in res.log
+    assert "1 rows of table public.reviews refer to rows of tag" in res.log
+    assert "retention: gc (1 tags dropped) finished: exit 0 (ok)" in res.log
+    assert f"drop 1/1: tag '{old}' finished: exit 3" in res.stderr  # mailed
+    assert old in [t for t, _ in _tags(dsn)]
+    assert query(dsn, "SELECT count(*) FROM search_results WHERE search_name = 'Late'") == [(1,)]

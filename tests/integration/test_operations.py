@@ -27,8 +27,9 @@ def tree(scrape: Scrape) -> None:
 
 def cli(settings: Settings, *extra: str) -> subprocess.CompletedProcess[str]:
     """The command, its output decoded without newline translation (a lone \r stays a \r)."""
-    args = [sys.executable, "-m", "loader", "--backend", "postgresql", "--dsn", settings.dsn,
-            "--image-dir", str(settings.image_dir), "--manifest-dir", str(settings.manifest_dir), *extra]
+    args = [sys.executable, "-m", "loader", "--backend", "postgresql", "--dsn", settings.dsn, *extra]
+    if extra[0] == "load":  # the flags only a load takes
+        args += ["--image-dir", str(settings.image_dir), "--manifest-dir", str(settings.manifest_dir)]
     res = subprocess.run(args, capture_output=True, timeout=120, env=dict(os.environ))
     return subprocess.CompletedProcess(res.args, res.returncode, res.stdout.decode(), res.stderr.decode())
 

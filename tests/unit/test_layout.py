@@ -62,3 +62,9 @@ def test_only_the_database_package_imports_psycopg() -> None:
                                                                for d in deps))
     assert users and all(m.startswith("loader.db.") for m in users), users
 
+
+
+def test_no_module_is_much_over_350_lines() -> None:
+    long = {str(p.relative_to(ROOT.parent)): n for p in ROOT.rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 360}
+    assert long == {}
