@@ -91,10 +91,13 @@ def _print_runs(rows: list[dict[str, Any]], tag: str | None) -> None:
 def _load_outcome(settings: Settings, rep: Report) -> int:
     """Print a load's report; its exit code."""
     print(rep.render(), file=sys.stderr)
-    if rep.verify.get("result") == "mismatch":
-        for m in rep.verify["mismatches"]:
-            print(f"pharmload: verify: {m}", file=sys.stderr)
-        return EXIT_VERIFY_MISMATCH
+    if rep.verify:
+        with heavy.kept_for_good():
+            from loader.commands import verify
+        for line in verify.lines(rep.verify):
+            print(line, file=sys.stderr)
+        if rep.verify.get("result") == "mismatch":
+            return EXIT_VERIFY_MISMATCH
     limit = settings.max_rejects
     if rep.files_rejected and (limit is None or rep.files_rejected > limit):
         return EXIT_REJECTS
@@ -191,8 +194,19 @@ def _gc(settings: Settings) -> int:
     return EXIT_LOAD_FAILED if out.failed else EXIT_OK
 
 
+def _verify(settings: Settings) -> int:
+    with heavy.kept_for_good():
+        from loader.commands import verify
+    section = verify.run(settings)
+    for line in verify.lines(section):
+        print(line, file=sys.stderr)
+    print(verify.summary(section))
+    return EXIT_VERIFY_MISMATCH if section["result"] == "mismatch" else EXIT_OK
+
+
 HANDLERS: dict[str, Callable[[Settings], int]] = {
     "load": lambda settings: _load_outcome(settings, _load(settings)),
+    "verify": _verify,
     "init-db": _admin,
     "status": _admin,
     "runs": _admin,

@@ -28,7 +28,7 @@ from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
-from loader.run import unchanged, workers
+from loader.run import digests, unchanged, workers
 from loader.run.manifest import Manifest
 from loader.run.stream import ChunkStream, checkpoint
 from loader.scan import discover, parse, walk
@@ -45,10 +45,7 @@ log = logging.getLogger("pharmload")
 class _Committed:
     """What --verify-writes needs from a committed load."""
 
-    dataset_id: int
-    load_ts: datetime
-    written: int
-    expected: pl.DataFrame
+    fresh: pl.DataFrame  # digests of the rows this load parsed (run/digests.py)
 
 
 def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
@@ -81,7 +78,7 @@ def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
                              attempts=settings.retries, base_delay=settings.retry_delay)
                 if done is not None and settings.verify_writes != "off":
                     with rep.phase("verify"):
-                        rep.verify = _verify(settings, dsn, done, store)
+                        rep.verify = _verify(settings, dsn, done, store, plan, man, pool, progress)
                     progress.note("verify: %s (%d rows, %d screenshots checked)", rep.verify["result"],
                                   rep.verify["checked"], rep.verify["images_checked"])
         rep.status = "dry-run" if settings.dry_run else "ok"
@@ -95,13 +92,22 @@ def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
         write_outputs(settings, rep)
 
 
-def _verify(settings: Settings, dsn: str, done: _Committed, store: Store) -> dict[str, Any]:
-    """Run --verify-writes; the load has committed, so a failure to verify is reported, not raised."""
+def _verify(settings: Settings, dsn: str, done: _Committed, store: Store, plan: discover.Plan, man: Manifest,
+            pool: workers.Pool, progress: Progress) -> dict[str, Any]:
+    """Run --verify-writes over every file the load covers (those skipped as unchanged too: their
+    digests come from the manifest's sidecar); the load has committed, so a failure to verify is
+    reported, not raised."""
     with heavy.kept_for_good():  # psycopg, which a load without --verify-writes may never import
         from loader.db import verify
     try:
-        return verify.verify(dsn, settings.secrets, done.dataset_id, done.load_ts, done.written, done.expected,
-                             store, deep=settings.verify_writes == "deep")
+        loaded = plan.jsons.join(man.loaded_files(), on=list(digests.FILE_KEY), how="semi")
+        header = {"states_dir": man.states_dir, "tag": settings.tag or "", "target": settings.target_id}
+        expected = digests.covered(settings, plan, loaded, done.fresh, pool, progress,
+                                   digests.sidecar_path(settings.manifest_file), header)
+        threads = settings.max_concurrent_uploads if settings.backend == "supabase" else settings.workers
+        return verify.check(dsn, settings.secrets, settings.tag or "", store, digests=expected.iter_slices(50_000),
+                            fields=digests.fields_of(settings, plan), deep=settings.verify_writes == "deep",
+                            threads=threads)
     except PharmloadError as exc:
         problem = f"could not verify: {redact(str(exc), settings.secrets)}"
         return {"result": "mismatch", "checked": 0, "images_checked": 0, "mismatch_count": 1,
@@ -174,7 +180,6 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         try:
             ahead = beside.submit(_stage_manifest, settings, plan, man, load, save)
             with rep.phase("merge"):
-                load_ts = tx.transaction_time()
                 counts = tx.merge()
             facts = workers.result_of(ahead)
         finally:
@@ -199,8 +204,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
             man.save()
         _seal(settings, plan, man, load_id if save else on_disk, facts)
         checkpoint(settings, "done")
-        assert rep.dataset_id is not None
-        return _Committed(rep.dataset_id, load_ts, counts.inserted + counts.updated, load.expected())
+        return _Committed(digests.parsed(load.canon, load.hashes))
     except BaseException:
         if lanes.opening():
             tx.cancel()  # the db lane may be waiting for the tag's lock, for as long as another load runs

@@ -189,15 +189,6 @@ class ChunkStream:
                 failed = self.store_images(lost)
                 self.copy_images(self.image_rows(lost, failed))
 
-    def expected(self) -> pl.DataFrame:
-        """For --verify-writes: the row per key this load meant to write, with its content hash."""
-        schema = pl.Schema({"image_rel": pl.String, "content_hash": pl.String})
-        hashes = pl.concat([h.cast(schema) for h in self.hashes]) if self.hashes else pl.DataFrame(schema=schema)
-        canon = pl.concat(self.canon) if self.canon else None
-        if canon is None:
-            return pl.DataFrame(schema=dict.fromkeys(frame.EXPECTED_COLUMNS, pl.String))
-        return frame.expected_rows(canon, hashes.unique(subset="image_rel"))
-
     def outcomes(self) -> pl.DataFrame:
         """This attempt's files with their state (pending until the commit is confirmed, or rejected)
         and the reason of each reject."""

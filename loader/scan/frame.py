@@ -29,8 +29,6 @@ FILE_COLUMNS = ("file_order", "raw")
 FILE_IMAGE_COLUMNS = ("file_order", "image_rel")
 IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
                  "height")
-# What --verify-writes compares with the database (sql/create_verify_expected.sql).
-EXPECTED_COLUMNS = ("search_state", "search_name", "license_number", "search_ts_us", "content_md5")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}
 
 
@@ -120,7 +118,7 @@ CONTENT_COLUMNS = ("search_state", "search_name", "license_number", "license_sta
 def content_canon(rows: pl.DataFrame) -> pl.DataFrame:
     """Key, search_ts and the canonical text of a row's values, to hash once its screenshot is known.
 
-    sql/verify_rows.sql builds the same text from the stored row: fields joined by U+001F, NULL as
+    sql/verify_canon.sql builds the same text from the stored row: fields joined by U+001F, NULL as
     \\N, instants as epoch microseconds, dates as days since 1970-01-01. Comparing the two hashes
     checks every value, not just that a row exists.
     """
@@ -132,21 +130,6 @@ def content_canon(rows: pl.DataFrame) -> pl.DataFrame:
         *KEY, pl.col("search_ts").dt.epoch("us").alias("search_ts_us"), "file_order", "lic_idx",
         pl.concat_str(parts, separator="\x1f").alias("canon"),
     )
-
-
-def expected_rows(canon: pl.DataFrame, image_hashes: pl.DataFrame) -> pl.DataFrame:
-    """The row per key the load meant to write, with the md5 of its canonical text and image hash."""
-    import hashlib
-
-    winners = (
-        canon.sort(["search_ts_us", "file_order", "lic_idx"], descending=[True, False, False])
-        .unique(subset=list(KEY), keep="first")
-        .join(image_hashes, on="image_rel", how="left")
-    )
-    full = winners.select(pl.concat_str([pl.col("canon"), pl.col("content_hash").fill_null(pl.lit("\\N"))],
-                                        separator="\x1f")).to_series()
-    digests = [hashlib.md5(t.encode(), usedforsecurity=False).hexdigest() for t in full.to_list()]
-    return winners.select(*KEY, "search_ts_us").with_columns(pl.Series("content_md5", digests))
 
 
 def to_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
@@ -165,7 +148,7 @@ class Prepared:
     rows_csv: bytes
     files_csv: bytes
     rows: int
-    canon: pl.DataFrame | None             # for --verify-writes
+    canon: pl.DataFrame | None             # for --verify-writes (run/digests.py)
     images: pl.DataFrame | None = None     # each file's screenshot (images.IMAGE_SCHEMA)
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
@@ -179,4 +162,6 @@ def prepare(rows: pl.DataFrame, files: pl.DataFrame, rels: dict[int, str], want_
     per_file = best.unique(subset="file_order", keep="first", maintain_order=True)
     warnings = [(rels[i], k, d) for i, k, d in zip(warned["file_id"], warned["kind"], warned["detail"], strict=True)]
     return Prepared(files=files, rows_csv=to_csv(best, ROW_COLUMNS), files_csv=to_csv(per_file, FILE_COLUMNS),
-                    rows=best.height, canon=content_canon(best) if want_canon else None, warnings=warnings)
+                    rows=best.height, warnings=warnings,
+                    # every row, not only the chunk's newest per key: verification keeps each file's rows
+                    canon=content_canon(cleaned.rename({"file_id": "file_order"})) if want_canon else None)

@@ -8,6 +8,7 @@ polars, so that an unchanged re-run (unchanged.py) can check the store before po
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -156,6 +157,17 @@ class LocalStore:
                 continue
             removed[key] = size  # on disk only once no hard link (a scrape's file) holds them
         return removed, failed
+
+    def rehash(self, content_hash: str) -> str | None:
+        """verify --deep: the SHA-256 of the stored object's bytes; None when it cannot be read."""
+        digest = hashlib.sha256()
+        try:
+            with open(self.root / storage_path(content_hash), "rb") as f:
+                while block := f.read(BLOCK):
+                    digest.update(block)
+        except OSError:
+            return None
+        return digest.hexdigest()
 
 
 def _entries(parent: Path | str, folders: bool) -> list[os.DirEntry[str]]:

@@ -9,6 +9,7 @@ reported, its rows load anyway, and the next run uploads it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -71,6 +72,7 @@ class SupabaseStore:
         self.attempts = attempts
         self.base_delay = base_delay
         self._known: set[str] | None = None
+        self._sizes: dict[str, int | None] | None = None  # verify's listing
         self._lock = threading.Lock()
         self.retries = 0
 
@@ -161,8 +163,16 @@ class SupabaseStore:
         return len(todo) - len(failed), failed
 
     def sizes(self, hashes: list[str]) -> dict[str, int]:
-        """Size of each stored screenshot, from one fresh bulk listing; absent ones are left out."""
-        listing = self._list_all()
+        """Size of each stored screenshot, from one bulk listing per store (verify asks in batches);
+        absent ones are left out."""
+        if self._sizes is None:
+            try:
+                self._sizes = self._list_all()
+            except Exception as exc:
+                if _no_bucket(exc):
+                    return {}
+                raise StorageError(f"storage: cannot list bucket {self.bucket!r}: {exc}") from exc
+        listing = self._sizes
         found: dict[str, int] = {}
         for h in hashes:
             size = listing.get(storage_path(h))
@@ -219,3 +229,14 @@ class SupabaseStore:
         with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="pharmload-delete") as pool:
             list(pool.map(one, batches))
         return removed, failed
+
+    def rehash(self, content_hash: str) -> str | None:
+        """verify --deep: the SHA-256 of the object's bytes, downloaded (callers bound how many run at
+        once); None when it cannot be downloaded."""
+        bucket = self.storage.from_(self.bucket)
+        try:
+            data = self._call("download", bucket.download, storage_path(content_hash))
+        except Exception as exc:
+            log.warning("storage download %s: %s", content_hash[:12], str(exc)[:120])
+            return None
+        return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,155 @@
+"""`pharmload verify` and `load --verify-writes` against a real database, store and scrape."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+
+from loader.run import digests, pipeline
+from loader.settings import Settings
+from loader.stores.local import storage_path
+from tests.conftest import query
+from tests.scrape import Scrape, document, license_
+
+
+def tree(scrape: Scrape) -> None:
+    scrape.search("2025-08-03/PA/Belmar_01", document(licenses=[license_(), license_(license_number="NP2")]))
+    scrape.search("2025-08-03/FL/Beaker_01", document(name="Beaker", state="FL", licenses=[]))
+    scrape.search("2025-08-04/PA/Belmar_01", document(ts="2025-08-04T10:00:00",
+                                                      licenses=[license_(license_status="Expired")]))
+
+
+def verify(settings: Settings, *extra: str, states: bool = True) -> subprocess.CompletedProcess[str]:
+    args = [sys.executable, "-m", "loader", "verify", "--backend", "postgresql", "--dsn", settings.dsn,
+            "--tag", settings.tag or "", "--image-dir", str(settings.image_dir), "--max-workers", "1", *extra]
+    if states:
+        args += ["--states-dir", str(settings.states_dir)]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+
+
+def sql(dsn: str, text: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(text)
+
+
+def shot_path(settings: Settings, scrape: Scrape, rel: str) -> Path:
+    return settings.image_dir / storage_path(hashlib.sha256((scrape.root / rel).read_bytes()).hexdigest())
+
+
+def test_a_clean_load_verifies_with_the_true_counts(settings: Settings, scrape: Scrape, tmp_path: Path) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    report = tmp_path / "verify.json"
+    res = verify(settings, "--deep", "--report-json", str(report))
+    assert res.returncode == 0, res.stderr
+    assert "verify: ok (3 rows, 3 screenshots checked)" in res.stdout
+    section = json.loads(report.read_text())["verify"]
+    assert section["result"] == "ok" and section["checked"] == 3 and section["images_checked"] == 3
+
+
+def test_a_value_edited_by_hand_is_named_with_its_column(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    sql(settings.dsn, "UPDATE search_results SET license_status = 'Revoked' WHERE license_number = 'NP2'")
+    res = verify(settings)
+    assert res.returncode == 4, res.stderr
+    assert "pharmload: verify: PA / Belmar / license NP2: values differ (license_status)" in res.stderr
+    assert "verify: mismatch (1 problems: 1 values differ; 3 rows, 3 screenshots checked)" in res.stdout
+
+
+def test_a_deleted_row_is_missing(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    sql(settings.dsn, "DELETE FROM search_results WHERE search_state = 'FL'")
+    res = verify(settings)
+    assert res.returncode == 4
+    assert "FL / Beaker / no license: missing" in res.stderr
+
+
+def test_a_newer_search_not_loaded_yet(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    scrape.search("2025-08-05/PA/Belmar_01", document(ts="2025-08-05T10:00:00", licenses=[license_()]))
+    res = verify(settings)
+    assert res.returncode == 4
+    assert "PA / Belmar / license NP002169: older than the scrape" in res.stderr
+
+
+def test_rows_no_file_accounts_for_are_information(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    sql(settings.dsn, "INSERT INTO search_results (dataset_id, search_name, search_state, search_ts, "
+                      "license_number, result_status) SELECT dataset_id, 'Gone', 'TX', now(), 'TX9', 'found' "
+                      "FROM search_results LIMIT 1")
+    res = verify(settings)
+    assert res.returncode == 0, res.stderr
+    assert "TX / Gone / license TX9: not in scrape (information)" in res.stderr
+    assert "verify: ok (3 rows, 3 screenshots checked); information: 1 not in scrape" in res.stdout
+
+
+def test_a_lost_store_object_is_found_without_deep(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    lost = shot_path(settings, scrape, "2025-08-03/FL/Beaker_01.png")
+    lost.unlink()
+    res = verify(settings, states=False)
+    assert res.returncode == 4
+    assert f"screenshot {lost.stem}: not in the store (local)" in res.stderr
+    assert "(1 problems: 1 screenshots; 0 rows, 3 screenshots checked)" in res.stdout
+
+
+def test_replaced_bytes_are_found_only_by_deep(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    stored = shot_path(settings, scrape, "2025-08-03/FL/Beaker_01.png")
+    size = stored.stat().st_size
+    stored.unlink()  # a new file: the scrape's (a hard link's other name) keeps its bytes
+    stored.write_bytes(b"X" * size)
+    assert verify(settings).returncode == 0
+    res = verify(settings, "--deep")
+    assert res.returncode == 4
+    assert f"screenshot {stored.stem}: stored bytes do not hash to their name" in res.stderr
+
+
+def test_unknown_tag_and_empty_folder(settings: Settings, scrape: Scrape, tmp_path: Path) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    res = verify(settings.replace(tag="nope"))
+    assert res.returncode == 4 and "tag 'nope' has no dataset in this database" in res.stderr
+    (tmp_path / "empty").mkdir()
+    res = verify(settings, "--states-dir", str(tmp_path / "empty"), states=False)
+    assert res.returncode == 4 and "holds no *_parse.json" in res.stderr
+
+
+def test_verify_writes_covers_files_skipped_as_unchanged(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)  # a plain load: no digests kept yet
+    sidecar = digests.sidecar_path(settings.manifest_file)
+    assert not sidecar.exists()
+    checked = settings.replace(verify_writes="on")
+    rep = pipeline.run(checked)  # nothing to load: the digests are made once, from the scrape
+    assert rep.files_skipped == 3 and rep.verify["result"] == "ok"
+    assert (rep.verify["checked"], rep.verify["images_checked"]) == (3, 3)
+    assert sidecar.exists()
+    sql(settings.dsn, "UPDATE search_results SET city = 'ELSEWHERE' WHERE license_number = 'NP2'")
+    rep = pipeline.run(checked)  # from the sidecar this time
+    assert rep.files_skipped == 3 and rep.verify["result"] == "mismatch"
+    assert rep.verify["mismatches"] == [{"key": ["PA", "Belmar", "NP2"], "problem": "values differ (city)"}]
+    assert rep.verify["checked"] == 3
+
+
+def test_verify_writes_after_a_partial_change(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    checked = settings.replace(verify_writes="deep")
+    assert pipeline.run(checked).verify["result"] == "ok"
+    scrape.search("2025-08-05/TX/Acme_01", document(name="Acme", state="TX", licenses=[license_(license_number="TX9")]))
+    rep = pipeline.run(checked)
+    assert rep.files_skipped == 3 and rep.rows_inserted == 1
+    assert rep.verify["result"] == "ok" and rep.verify["checked"] == 4 and rep.verify["images_checked"] == 4
+    assert query(settings.dsn, "SELECT count(*) FROM search_results") == [(4,)]
