@@ -94,7 +94,7 @@ def _load_outcome(settings: Settings, rep: Report) -> int:
     if rep.verify:
         with heavy.kept_for_good():
             from loader.commands import verify
-        for line in verify.lines(rep.verify):
+        for line in verify.lines(rep.verify, info=False):
             print(line, file=sys.stderr)
         if rep.verify.get("result") == "mismatch":
             return EXIT_VERIFY_MISMATCH

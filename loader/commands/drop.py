@@ -155,6 +155,7 @@ def _remove_manifests(manifests: list[tuple[Path, str]]) -> list[str]:
     for path, _ in manifests:
         try:
             path.with_suffix(".seal.json").unlink(missing_ok=True)
+            path.with_suffix(".digests.parquet").unlink(missing_ok=True)  # --verify-writes' digests
             path.unlink(missing_ok=True)
         except OSError as exc:
             raise LoadError(f"cannot remove manifest {path}: {exc.strerror or exc}; nothing was dropped") from exc

@@ -90,8 +90,10 @@ def summary(section: dict[str, Any]) -> str:
     return f"verify: mismatch ({section.get('mismatch_count', 0)} problems: {parts}; {checked}){extra}"
 
 
-def lines(section: dict[str, Any]) -> list[str]:
-    """Every listed problem, then the listed information, as `pharmload: verify:` lines."""
+def lines(section: dict[str, Any], info: bool = True) -> list[str]:
+    """Every listed problem, then (info) the listed information, as `pharmload: verify:` lines. A
+    load leaves the information out: a load of part of a scrape would list the rest as not in it."""
     out = [f"pharmload: verify: {describe(m)}" for m in section.get("mismatches", [])]
-    out += [f"pharmload: verify: {describe(m)} (information)" for m in section.get("info", [])]
+    if info:
+        out += [f"pharmload: verify: {describe(m)} (information)" for m in section.get("info", [])]
     return out

@@ -38,6 +38,15 @@ def test_each_command_help_lists_exactly_its_own_flags(command: str, capsys: pyt
     assert _flags_in(example) <= own  # the example only uses flags the command takes
 
 
+def test_verify_help_shows_its_checks_not_a_loads_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    text = _help(capsys, "verify", "--help")
+    assert text.startswith("usage: pharmload verify ")
+    flags = _flags_in(text.split("\nexample:")[0])
+    assert {"--tag", "--states-dir", "--deep", "--report-json", "--backend", "--dsn", "--image-dir"} <= flags
+    assert not flags & {"--verify-writes", "--full", "--dry-run", "--rejects", "--manifest-dir", "--single-file"}
+    assert "example:\n  pharmload verify --tag " in text
+
+
 def test_help_groups_flags_by_what_they_are_for(capsys: pytest.CaptureFixture[str]) -> None:
     text = _help(capsys, "load", "--help")
     headings = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
