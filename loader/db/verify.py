@@ -2,8 +2,8 @@
 the image store. `pharmload verify` and `load --verify-writes` both end here.
 
 Everything is read in one REPEATABLE READ transaction (one snapshot; only temporary tables are
-written, and it is rolled back) while a session-level shared hold on gc's advisory lock keeps a gc
-from deleting screenshots mid-check: what is compared is one consistent state. The scrape's row
+written, and it is rolled back) that holds gc's advisory lock shared, as a load does, so no gc
+deletes screenshots mid-check: what is compared is one consistent state. The scrape's row
 digests stream in by COPY, a chunk at a time, and the server does the pairing, so memory stays
 bounded by a chunk; only the first MAX_LISTED problems of each kind are looked at in detail.
 """
@@ -19,8 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from loader.db import pg
-from loader.db.locks import GC_NAMESPACE
+from loader.db import locks, pg
 from loader.errors import VerifyMismatch
 from loader.scan.digest import CANON_FIELDS, DIGEST_COLUMNS
 from loader.scan.frame import to_csv
@@ -140,24 +139,23 @@ def check(dsn: str, secrets: tuple[str, ...], tag: str, store: _Store, *,
     checked. VerifyMismatch when there is no such dataset."""
     out: dict[str, Any] = {"result": "ok", "checked": 0, "images_checked": 0, "mismatches": [],
                            "mismatch_count": 0, "problems": {}, "info": [], "info_count": {}}
-    with pg.connect(dsn, secrets, autocommit=True) as conn, pg.translated(secrets):
-        found = conn.execute("SELECT to_regclass('datasets') IS NOT NULL").fetchone()
-        row = conn.execute(pg.statement("drop_find_dataset"), {"tag": tag}).fetchone() if found and found[0] else None
-        if row is None:
-            raise VerifyMismatch(f"verify: tag {tag!r} has no dataset in this database; nothing to verify")
-        conn.execute("SELECT pg_advisory_lock_shared(%s, 0)", (GC_NAMESPACE,))  # gc waits until the end
+    with pg.connect(dsn, secrets) as conn, pg.translated(secrets):
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
-            conn.autocommit = False
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            try:
-                if digests is not None:
-                    _rows(conn, int(row[0]), digests, fields, out)
-                _images(conn, int(row[0]), store, deep, threads, out, advance)
-            finally:
-                conn.rollback()
+            # First: a gc that runs finishes before this snapshot is used, and none starts until
+            # the rollback. (A gc that commits between the snapshot and the lock removed nothing
+            # these rows refer to: it deletes only what no row refers to.)
+            locks.try_take(conn, locks.GC_NAMESPACE, 0, shared=True)
+            found = conn.execute("SELECT to_regclass('datasets') IS NOT NULL").fetchone()
+            row = (conn.execute(pg.statement("drop_find_dataset"), {"tag": tag}).fetchone()
+                   if found and found[0] else None)
+            if row is None:
+                raise VerifyMismatch(f"verify: tag {tag!r} has no dataset in this database; nothing to verify")
+            if digests is not None:
+                _rows(conn, int(row[0]), digests, fields, out)
+            _images(conn, int(row[0]), store, deep, threads, out, advance)
         finally:
-            conn.autocommit = True
-            conn.execute("SELECT pg_advisory_unlock_shared(%s, 0)", (GC_NAMESPACE,))
+            conn.rollback()
     out["mismatch_count"] = sum(out["problems"].values())
     out["mismatches"] = out["mismatches"][:MAX_LISTED]
     out["result"] = "mismatch" if out["mismatch_count"] else "ok"
