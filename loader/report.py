@@ -154,8 +154,9 @@ class Report:
             lines.append("Warnings by kind: " + ", ".join(f"{k} {v}" for k, v in self.warnings_by_kind.items()))
             lines.extend(f"  {w['file']}: {w['detail']}" for w in self.warning_examples)
         if self.verify:
-            lines.append(f"Verify: {self.verify.get('result')} ({self.verify.get('checked', 0)} rows checked, "
-                         f"{len(self.verify.get('mismatches', []))} mismatches)")
+            lines.append(f"Verify: {self.verify.get('result')} ({self.verify.get('checked', 0)} rows, "
+                         f"{self.verify.get('images_checked', 0)} screenshots checked, "
+                         f"{self.verify.get('mismatch_count', 0)} mismatches)")
         if self.attempts > 1:
             lines.append(f"Attempts: {self.attempts} (transient database errors were retried)")
         if self.note:

@@ -153,3 +153,18 @@ def test_verify_writes_after_a_partial_change(settings: Settings, scrape: Scrape
     assert rep.files_skipped == 3 and rep.rows_inserted == 1
     assert rep.verify["result"] == "ok" and rep.verify["checked"] == 4 and rep.verify["images_checked"] == 4
     assert query(settings.dsn, "SELECT count(*) FROM search_results") == [(4,)]
+
+
+def test_a_screenshot_rewritten_under_an_unchanged_json_keeps_the_loaded_digest(
+        settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    checked = settings.replace(verify_writes="on")
+    assert pipeline.run(checked).verify["result"] == "ok"
+    shot = scrape.root / "2025-08-03/FL/Beaker_01.png"
+    shot.unlink()  # a new file (the store keeps its own bytes whatever the link mode)
+    scrape.png("2025-08-03/FL/Beaker_01.png", filler=b"taken again")
+    rep = pipeline.run(checked)
+    assert rep.files_skipped == 3
+    assert rep.verify["result"] == "ok" and rep.verify["checked"] == 3
+    res = verify(settings)  # against the scrape as it is now, the stored screenshot is not the scrape's
+    assert res.returncode == 4 and "FL / Beaker / no license: values differ (image_hash)" in res.stderr
