@@ -34,13 +34,13 @@ def run(settings: Settings) -> dict[str, Any]:
     progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     store = image_store(settings)
     threads = settings.max_concurrent_uploads if settings.backend == "supabase" else settings.workers
+    how: dict[str, Any] = {"deep": settings.deep, "threads": threads, "timeout_ms": settings.statement_timeout_ms}
     section: dict[str, Any] = {}
     try:
         with database(settings) as dsn:
             if settings.states_dir is None:
                 progress.note("verify: screenshots of tag %s (no --states-dir: rows are not compared)", settings.tag)
-                section = db_verify.check(dsn, settings.secrets, settings.tag or "", store, deep=settings.deep,
-                                          threads=threads)
+                section = db_verify.check(dsn, settings.secrets, settings.tag or "", store, **how)
                 return section
             plan = discover.plan(settings.states_dir, settings.image_roots)
             if not plan.jsons.height:
@@ -53,7 +53,9 @@ def run(settings: Settings) -> dict[str, Any]:
                 section = db_verify.check(
                     dsn, settings.secrets, settings.tag or "", store,
                     digests=digests.scrape(settings, plan, plan.jsons, pool, progress, seen),
-                    fields=digests.fields_of(settings, plan), deep=settings.deep, threads=threads)
+                    fields=digests.fields_of(settings, plan), **how)
+            progress.note("verify: %d search files read (%d rejected), %d rows and %d screenshots checked",
+                          seen.get("files", 0), seen.get("rejected", 0), section["checked"], section["images_checked"])
             section["files_read"] = seen.get("files", 0)
             section["files_rejected"] = seen.get("rejected", 0)
             return section

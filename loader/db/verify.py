@@ -134,7 +134,8 @@ def _images(conn: psycopg.Connection[Any], dataset_id: int, store: _Store, deep:
 
 def check(dsn: str, secrets: tuple[str, ...], tag: str, store: _Store, *,
           digests: Iterable[pl.DataFrame] | None = None, fields: FieldsOf | None = None, deep: bool = False,
-          threads: int = 4, advance: Callable[[int], None] = lambda n: None) -> dict[str, Any]:
+          threads: int = 4, timeout_ms: int | None = None, advance: Callable[[int], None] = lambda n: None
+          ) -> dict[str, Any]:
     """The report's verify section for the tag's dataset; without digests only its screenshots are
     checked. VerifyMismatch when there is no such dataset."""
     out: dict[str, Any] = {"result": "ok", "checked": 0, "images_checked": 0, "mismatches": [],
@@ -142,7 +143,9 @@ def check(dsn: str, secrets: tuple[str, ...], tag: str, store: _Store, *,
     with pg.connect(dsn, secrets) as conn, pg.translated(secrets):
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         try:
-            # First: a gc that runs finishes before this snapshot is used, and none starts until
+            if timeout_ms is not None:
+                conn.execute("SELECT set_config('statement_timeout', %s, true)", (str(timeout_ms),))
+            # Then: a gc that runs finishes before this snapshot is used, and none starts until
             # the rollback. (A gc that commits between the snapshot and the lock removed nothing
             # these rows refer to: it deletes only what no row refers to.)
             locks.try_take(conn, locks.GC_NAMESPACE, 0, shared=True)

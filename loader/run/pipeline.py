@@ -107,7 +107,7 @@ def _verify(settings: Settings, dsn: str, done: _Committed, store: Store, plan: 
         threads = settings.max_concurrent_uploads if settings.backend == "supabase" else settings.workers
         return verify.check(dsn, settings.secrets, settings.tag or "", store, digests=expected.iter_slices(50_000),
                             fields=digests.fields_of(settings, plan), deep=settings.verify_writes == "deep",
-                            threads=threads)
+                            threads=threads, timeout_ms=settings.statement_timeout_ms)
     except PharmloadError as exc:
         problem = f"could not verify: {redact(str(exc), settings.secrets)}"
         return {"result": "mismatch", "checked": 0, "images_checked": 0, "mismatch_count": 1,
