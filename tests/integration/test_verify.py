@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from loader.run import digests, pipeline
 from loader.settings import Settings
@@ -53,44 +54,35 @@ def test_a_clean_load_verifies_with_the_true_counts(settings: Settings, scrape: 
     assert section["result"] == "ok" and section["checked"] == 3 and section["images_checked"] == 3
 
 
-def test_a_value_edited_by_hand_is_named_with_its_column(settings: Settings, scrape: Scrape) -> None:
+NEWER = "2025-08-05/PA/Belmar_01"
+EXTRA_ROW = ("INSERT INTO search_results (dataset_id, search_name, search_state, search_ts, license_number, "
+             "result_status) SELECT dataset_id, 'Gone', 'TX', now(), 'TX9', 'found' FROM search_results LIMIT 1")
+
+
+@pytest.mark.parametrize(("change", "code", "line", "summary"), [
+    ("UPDATE search_results SET license_status = 'Revoked' WHERE license_number = 'NP2'", 4,
+     "pharmload: verify: PA / Belmar / license NP2: values differ (license_status)",
+     "verify: mismatch (1 problems: 1 values differ; 3 rows, 3 screenshots checked)"),
+    ("DELETE FROM search_results WHERE search_state = 'FL'", 4,
+     "pharmload: verify: FL / Beaker / no license: missing",
+     "verify: mismatch (1 problems: 1 missing; 3 rows, 3 screenshots checked)"),
+    (NEWER, 4, "pharmload: verify: PA / Belmar / license NP002169: older than the scrape",
+     "verify: mismatch (1 problems: 1 older than the scrape; 3 rows, 3 screenshots checked)"),
+    (EXTRA_ROW, 0, "pharmload: verify: TX / Gone / license TX9: not in scrape (information)",
+     "verify: ok (3 rows, 3 screenshots checked); information: 1 not in scrape"),
+])
+def test_each_kind_of_row_difference_is_named(change: str, code: int, line: str, summary: str, settings: Settings,
+                                              scrape: Scrape) -> None:
     tree(scrape)
     pipeline.run(settings)
-    sql(settings.dsn, "UPDATE search_results SET license_status = 'Revoked' WHERE license_number = 'NP2'")
+    if change == NEWER:  # a newer search the database has not been given yet
+        scrape.search(NEWER, document(ts="2025-08-05T10:00:00", licenses=[license_()]))
+    else:  # a row changed behind the loader's back
+        sql(settings.dsn, change)
     res = verify(settings)
-    assert res.returncode == 4, res.stderr
-    assert "pharmload: verify: PA / Belmar / license NP2: values differ (license_status)" in res.stderr
-    assert "verify: mismatch (1 problems: 1 values differ; 3 rows, 3 screenshots checked)" in res.stdout
-
-
-def test_a_deleted_row_is_missing(settings: Settings, scrape: Scrape) -> None:
-    tree(scrape)
-    pipeline.run(settings)
-    sql(settings.dsn, "DELETE FROM search_results WHERE search_state = 'FL'")
-    res = verify(settings)
-    assert res.returncode == 4
-    assert "FL / Beaker / no license: missing" in res.stderr
-
-
-def test_a_newer_search_not_loaded_yet(settings: Settings, scrape: Scrape) -> None:
-    tree(scrape)
-    pipeline.run(settings)
-    scrape.search("2025-08-05/PA/Belmar_01", document(ts="2025-08-05T10:00:00", licenses=[license_()]))
-    res = verify(settings)
-    assert res.returncode == 4
-    assert "PA / Belmar / license NP002169: older than the scrape" in res.stderr
-
-
-def test_rows_no_file_accounts_for_are_information(settings: Settings, scrape: Scrape) -> None:
-    tree(scrape)
-    pipeline.run(settings)
-    sql(settings.dsn, "INSERT INTO search_results (dataset_id, search_name, search_state, search_ts, "
-                      "license_number, result_status) SELECT dataset_id, 'Gone', 'TX', now(), 'TX9', 'found' "
-                      "FROM search_results LIMIT 1")
-    res = verify(settings)
-    assert res.returncode == 0, res.stderr
-    assert "TX / Gone / license TX9: not in scrape (information)" in res.stderr
-    assert "verify: ok (3 rows, 3 screenshots checked); information: 1 not in scrape" in res.stdout
+    assert res.returncode == code, res.stderr
+    assert line in res.stderr.splitlines()
+    assert summary in res.stdout
 
 
 def test_a_lost_store_object_is_found_without_deep(settings: Settings, scrape: Scrape) -> None:
