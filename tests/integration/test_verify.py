@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from loader.db import locks
 from loader.run import digests, pipeline
 from loader.settings import Settings
 from loader.stores.local import storage_path
@@ -26,12 +27,15 @@ def tree(scrape: Scrape) -> None:
                                                       licenses=[license_(license_status="Expired")]))
 
 
-def verify(settings: Settings, *extra: str, states: bool = True) -> subprocess.CompletedProcess[str]:
+def verify_args(settings: Settings, *extra: str, states: bool = True) -> list[str]:
     args = [sys.executable, "-m", "loader", "verify", "--backend", "postgresql", "--dsn", settings.dsn,
             "--tag", settings.tag or "", "--image-dir", str(settings.image_dir), "--max-workers", "1", *extra]
-    if states:
-        args += ["--states-dir", str(settings.states_dir)]
-    return subprocess.run(args, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    return args + (["--states-dir", str(settings.states_dir)] if states else [])
+
+
+def verify(settings: Settings, *extra: str, states: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(verify_args(settings, *extra, states=states), capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ))
 
 
 def sql(dsn: str, text: str) -> None:
@@ -160,3 +164,23 @@ def test_a_screenshot_rewritten_under_an_unchanged_json_keeps_the_loaded_digest(
     assert rep.verify["result"] == "ok" and rep.verify["checked"] == 3
     res = verify(settings)  # against the scrape as it is now, the stored screenshot is not the scrape's
     assert res.returncode == 4 and "FL / Beaker / no license: values differ (image_hash)" in res.stderr
+
+
+def test_verify_waits_for_a_running_gc(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    pipeline.run(settings)
+    with psycopg.connect(settings.dsn) as gc:
+        gc.execute("SELECT pg_advisory_xact_lock(%s, 0)", (locks.GC_NAMESPACE,))  # as gc holds it while deleting
+        proc = subprocess.Popen(verify_args(settings, states=False), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            with pytest.raises(subprocess.TimeoutExpired):
+                proc.wait(timeout=2)
+            waiting = query(settings.dsn, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            assert waiting == [(1,)]
+            gc.rollback()
+            out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "verify: ok (0 rows, 3 screenshots checked)" in out
