@@ -116,19 +116,22 @@ def parsed(canon: list[pl.DataFrame], hashes: list[pl.DataFrame]) -> pl.DataFram
 def covered(settings: Settings, plan: discover.Plan, loaded: pl.DataFrame, fresh: pl.DataFrame,
             pool: workers.Pool, progress: Progress, sidecar: Path, header: dict[str, str]) -> pl.DataFrame:
     """The digests of every file the load covers (loaded: plan.jsons rows of the files the manifest
-    holds as loaded): this run's (fresh), the sidecar's for unchanged files, parsing the files it
-    lacks; the sidecar is rewritten to hold exactly these files."""
-    rest = loaded.join(fresh.select(pl.col("file_order").alias("file_id")).unique(), on="file_id", how="anti")
-    parts = [fresh]
-    if rest.height:
-        old = read_sidecar(sidecar, header)
-        hit = rest.join(old, on=list(FILE_KEY), how="inner").rename({"file_id": "file_order"})
-        parts.append(hit.select(digest.DIGEST_COLUMNS))
-        lacking = rest.join(hit.select(pl.col("file_order").alias("file_id")).unique(), on="file_id", how="anti")
-        if lacking.height:
-            progress.note("verify: %d unchanged files have no digests yet; parsing them once", lacking.height)
-            progress.begin("digest", lacking.height)
-            parts += list(scrape(settings, plan, lacking.sort("file_id"), pool, progress, {}))
+    holds as loaded), and the sidecar rewritten to hold exactly these files.
+
+    A file whose JSON the sidecar knows as it is keeps the sidecar's digests, even when this run
+    parsed it again (--full): its screenshot may have changed since, and the stored row keeps the
+    hash that was loaded (an equal search_ts changes nothing). Other files take this run's digests
+    (fresh), and a loaded file that has neither is parsed here, once."""
+    old = read_sidecar(sidecar, header) if sidecar.exists() else pl.DataFrame(schema=SIDECAR_SCHEMA)
+    kept = loaded.join(old, on=list(FILE_KEY), how="inner").rename({"file_id": "file_order"})
+    kept_ids = kept.select(pl.col("file_order").unique())
+    parts = [kept.select(digest.DIGEST_COLUMNS), fresh.join(kept_ids, on="file_order", how="anti")]
+    have = pl.concat([kept_ids, fresh.select(pl.col("file_order").unique())]).rename({"file_order": "file_id"})
+    lacking = loaded.join(have, on="file_id", how="anti")
+    if lacking.height:
+        progress.note("verify: %d files the load skipped have no digests yet; parsing them once", lacking.height)
+        progress.begin("digest", lacking.height)
+        parts += list(scrape(settings, plan, lacking.sort("file_id"), pool, progress, {}))
     table = pl.concat([p.cast(pl.Schema(digest.DIGEST_SCHEMA)) for p in parts])
     if not settings.dry_run:
         keyed = table.join(plan.jsons.select(pl.col("file_id").alias("file_order"), *FILE_KEY), on="file_order")

@@ -101,7 +101,8 @@ def _verify(settings: Settings, dsn: str, done: _Committed, store: Store, plan: 
         from loader.db import verify
     try:
         loaded = plan.jsons.join(man.loaded_files(), on=list(digests.FILE_KEY), how="semi")
-        header = {"states_dir": man.states_dir, "tag": settings.tag or "", "target": settings.target_id}
+        header = {"states_dir": man.states_dir, "tag": settings.tag or "", "target": settings.target_id,
+                  "parse_key": settings.parse_key}
         expected = digests.covered(settings, plan, loaded, done.fresh, pool, progress,
                                    digests.sidecar_path(settings.manifest_file), header)
         threads = settings.max_concurrent_uploads if settings.backend == "supabase" else settings.workers

@@ -184,3 +184,15 @@ def test_verify_waits_for_a_running_gc(settings: Settings, scrape: Scrape) -> No
             proc.kill()
     assert proc.returncode == 0, err
     assert "verify: ok (0 rows, 3 screenshots checked)" in out
+
+
+def test_full_reload_after_a_screenshot_rewrite_still_verifies(settings: Settings, scrape: Scrape) -> None:
+    tree(scrape)
+    checked = settings.replace(verify_writes="on")
+    pipeline.run(checked)
+    shot = scrape.root / "2025-08-03/FL/Beaker_01.png"
+    shot.unlink()
+    scrape.png("2025-08-03/FL/Beaker_01.png", filler=b"taken again")
+    rep = pipeline.run(checked.replace(full=True))  # parsed again: the stored row keeps the loaded hash
+    assert rep.rows_updated == 0
+    assert rep.verify["result"] == "ok", rep.verify
