@@ -34,6 +34,7 @@ from loader.run.stream import ChunkStream, checkpoint
 from loader.scan import discover, parse, walk
 from loader.settings import Settings
 from loader.stores import image_store
+from loader.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from loader.stores import Store
@@ -188,6 +189,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         checkpoint(settings, "merged")
         if settings.dry_run:
             return None
+        if isinstance(store, LocalStore):
+            with rep.phase("sync"):  # the screenshots are on disk before their rows commit
+                store.sync()
         with rep.phase("commit"):
             rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), rep.summary(), load_id=load_id,
                                        manifest_digest=facts.digest)
