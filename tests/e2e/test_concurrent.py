@@ -4,22 +4,17 @@ exactly, on a PostgreSQL server and on a fresh embedded data folder alike."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from loader.db import embedded
 from tests.conftest import query
 from tests.e2e.test_cli import _command, _env
-from tests.integration.test_embedded import BASE, _stop_whatever_runs
+from tests.integration import test_embedded
 from tests.scrape import Scrape, document, license_, png
 
 LOADS = 8
+data_dir = test_embedded.data_dir  # the fixture: a data folder not made yet, cleaned up after
 
 
 def _scrapes(tmp: Path) -> list[Scrape]:
@@ -62,28 +57,11 @@ def test_concurrent_first_loads_on_an_empty_postgresql_database(dsn: str, tmp_pa
     _assert_exact(dsn, done)
 
 
-@pytest.fixture
-def fresh_data_dir(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A data folder that does not exist yet; afterwards its server is stopped and it is removed."""
-    for name in ("LC_ALL", "LANG"):  # embedded.start() sets them: give them back afterwards
-        if name in os.environ:
-            monkeypatch.setenv(name, os.environ[name])
-        else:
-            monkeypatch.delenv(name, raising=False)
-    folder = BASE / f"concurrent-{uuid.uuid4().hex[:8]}"
-    folder.mkdir(parents=True)
-    try:
-        yield folder / "pgdata"
-    finally:
-        _stop_whatever_runs(folder / "pgdata")
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def test_concurrent_first_loads_on_a_fresh_embedded_data_folder(fresh_data_dir: Path, tmp_path: Path) -> None:
-    backend = ["--backend", "embedded", "--data-dir", str(fresh_data_dir), "--database", "pharmchecker",
+def test_concurrent_first_loads_on_a_fresh_embedded_data_folder(data_dir: Path, tmp_path: Path) -> None:
+    backend = ["--backend", "embedded", "--data-dir", str(data_dir), "--database", "pharmchecker",
                "--keep-server"]
     done = _start_all(tmp_path, backend)
-    server = embedded.start(fresh_data_dir)  # joins the server the loads left running
+    server = embedded.start(data_dir)  # joins the server the loads left running
     try:
         _assert_exact(server.dsn("pharmchecker"), done)
     finally:

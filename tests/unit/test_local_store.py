@@ -34,7 +34,12 @@ def test_read_and_write_when_neither_clone_nor_in_kernel_copy_can(tmp_path: Path
     """A source the kernel cannot clone or copy_file_range from (a pipe) still copies, whole."""
     data = b"p" * (2 * BLOCK + 11)
     read_end, write_end = os.pipe()
-    writer = threading.Thread(target=lambda: (os.write(write_end, data), os.close(write_end)))
+
+    def write() -> None:
+        os.write(write_end, data)
+        os.close(write_end)
+
+    writer = threading.Thread(target=write)
     writer.start()
     out = tmp_path / "out"
     with open(out, "wb") as f:
