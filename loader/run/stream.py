@@ -20,6 +20,7 @@ from loader.run import workers
 from loader.run.manifest import REJECT_SCHEMA, Manifest
 from loader.scan import discover, frame, images, parse
 from loader.settings import Settings
+from loader.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from loader.db.process import Transaction
@@ -166,6 +167,9 @@ class ChunkStream:
         distinct = ok.unique(subset="content_hash", keep="first")
         stored, failed = self.store.store_many(
             zip(distinct["content_hash"], distinct["path"], distinct["content_type"], strict=True))
+        if isinstance(self.store, LocalStore):  # a copy made after a rewrite must not stand
+            self.store.check_sources(zip(distinct["content_hash"], distinct["path"], distinct["size"],
+                                         distinct["mtime_ns"], strict=True))
         checkpoint(self.settings, "storing")
         self.rep.count("images_stored", stored)
         if failed:

@@ -11,6 +11,7 @@ import ctypes
 import ctypes.util
 import errno
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -171,6 +172,32 @@ class LocalStore:
         """Store (hash, source path, content type) items: (how many were new, {}); a local failure
         (disk full) fails the load instead of being reported per screenshot."""
         return sum(self.put(content_hash, src) for content_hash, src, _ in items), {}
+
+    def check_sources(self, items: Iterable[tuple[str, str, int, int]]) -> None:
+        """After storing (hash, source path, size, mtime_ns as hashed) items: a source whose size or
+        mtime moved since it was hashed may have been rewritten between its hashing and its copy (a
+        scraper running beside the load), so its stored object is hashed again; one that does not
+        hash to its name is removed and the load fails, rather than keep bytes under another
+        screenshot's name. One stat per screenshot; a read only for those that moved."""
+        for content_hash, src, size, mtime_ns in items:
+            try:
+                st = os.stat(src)
+                if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                    continue
+            except OSError:
+                pass  # gone since it was hashed: check the stored object all the same
+            stored = os.path.join(str(self.root), storage_path(content_hash))
+            try:
+                with open(stored, "rb") as f:
+                    if hashlib.file_digest(f, "sha256").hexdigest() == content_hash:
+                        continue
+                os.unlink(stored)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot check stored screenshot {stored}: {exc.strerror or exc}") from exc
+            raise StorageError(f"screenshot {src} changed while this load was reading it (its hash no longer "
+                               "matches its bytes); nothing was committed: run the load again")
 
     def sync(self) -> None:
         """Make what this load stored durable before its rows commit (see sync_to_disk)."""

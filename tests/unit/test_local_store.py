@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from loader.errors import StorageError
 from loader.stores import local
 from loader.stores.local import BLOCK, LocalStore, storage_path
 from tests.scrape import png
@@ -60,3 +61,29 @@ def test_link_mode_shares_the_scrape_file(tmp_path: Path) -> None:
 def test_sync_of_a_store_not_yet_made_is_nothing_to_do(tmp_path: Path) -> None:
     LocalStore(tmp_path / "never-written").sync()
     assert not (tmp_path / "never-written").exists()
+
+
+def test_a_source_rewritten_between_hashing_and_copying_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(png(filler=b"as hashed"))
+    hashed = hashlib.sha256(src.read_bytes()).hexdigest()
+    st = src.stat()
+    store = LocalStore(tmp_path / "store")
+    store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])  # nothing stored yet: nothing to say
+    src.write_bytes(png(filler=b"rewritten by the scraper before the copy"))
+    store.put(hashed, str(src))  # the copy takes the new bytes under the old hash's name
+    with pytest.raises(StorageError, match=r"a\.png changed while this load was reading it"):
+        store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])
+    assert not (tmp_path / "store" / storage_path(hashed)).exists()
+
+
+def test_a_touched_source_whose_copy_is_right_passes(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(png())
+    hashed = hashlib.sha256(src.read_bytes()).hexdigest()
+    st = src.stat()
+    store = LocalStore(tmp_path / "store")
+    store.put(hashed, str(src))
+    os.utime(src, ns=(1, 1))
+    store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])
+    assert (tmp_path / "store" / storage_path(hashed)).read_bytes() == src.read_bytes()
