@@ -122,12 +122,13 @@ def _scan(settings: Settings) -> tuple[str, int, list[tuple[str, str, str]]] | N
 
 def _shots_as_sealed(shots: tuple[tuple[str, int, int], ...]) -> bool:
     """Whether every loaded file's screenshot still has the size and mtime it was loaded with (one
-    stat each); one gone counts too (the pipeline then decides)."""
+    stat each). One removed from the scrape since does not count: the store holds its own copy (the
+    store check above), and the pipeline would have nothing to report about it either."""
     for path, size, mtime_ns in shots:
         try:
             st = os.stat(path)
         except OSError:
-            return False
+            continue
         if st.st_size != size or st.st_mtime_ns != mtime_ns:
             return False
     return True

@@ -118,3 +118,12 @@ def test_a_search_file_swapped_for_a_fifo_after_the_plan_is_not_waited_for(tmp_p
     reader.join(timeout=30)
     assert [(e.code, e.detail) for e in outcome if isinstance(e, parse.Rejected)] == [
         ("unreadable", "not a regular file (a FIFO); not read")]
+
+
+def test_a_screenshot_removed_from_the_scrape_keeps_the_unchanged_rerun(settings: Settings, scrape: Scrape) -> None:
+    shot, _ = _one_search(scrape)
+    load(settings)
+    shot.unlink()
+    rep = load(settings)
+    assert rep.note is not None and "nothing was parsed" in rep.note  # the fast re-run, not the pipeline
+    assert rep.warnings_by_kind == {}
