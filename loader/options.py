@@ -110,8 +110,10 @@ OPTIONS: tuple[Option, ...] = (
     # images
     _o("--image-dir", "images", STORE_USERS, "IMAGE_DIR", type=Path, metavar="DIR",
        help="the local image store (embedded and postgresql backends)"),
-    _o("--image-link", "images", LOADING, "IMAGE_LINK", choices=("copy", "link"), default="link",
-       help="local store: hard links to the scrape's files, or copies of their bytes"),
+    _o("--image-link", "images", LOADING, "IMAGE_LINK", choices=("copy", "link"), default="copy",
+       help="local store: copies of the screenshots' bytes (a copy-on-write clone where the file system "
+       "can), or hard links to the scrape's files (faster, but a scraper that rewrites a PNG in place "
+       "then changes the stored evidence too)"),
     _o("--max-image-bytes", "images", CHECKING, "MAX_IMAGE_BYTES", type=int, default=50 * 1024 * 1024,
        metavar="N", help="a screenshot larger than this is not read; its rows load without it"),
     _o("--supabase-url", "images", STORE_USERS, env_name="SUPABASE_URL", metavar="URL",

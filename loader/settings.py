@@ -62,7 +62,7 @@ class Settings:
     supabase_key: str = field(default="", repr=False)
     bucket: str = "imagecache"
     upload_timeout: int = 30
-    image_link: bool = True
+    image_link: bool = False         # local store: hard links instead of copies (--image-link link)
     metrics_file: Path | None = None
     max_rejects: int | None = None
     max_json_bytes: int = 10 * 1024 * 1024

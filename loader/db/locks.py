@@ -2,6 +2,8 @@
 
 - (merge.LOCK_NAMESPACE, hashtext(tag)), exclusive: a load of the tag, or a drop of it. Two loads of
   one tag, or a load and a drop of it, never overlap.
+- (SCHEMA_NAMESPACE, 0), exclusive: only while a command finds the schema missing or old, from then
+  until its transaction ends; concurrent first loads of different tags create it once, in turn.
 - (GC_NAMESPACE, 0): shared by every load, from its begin() (before it asks the image store anything)
   to its commit; exclusive by gc, from before it decides what to delete until its deletions are
   done. So a screenshot a load found in the store, and will reference, cannot be collected while
@@ -23,6 +25,7 @@ from loader.errors import LockBusyError
 
 log = logging.getLogger("pharmload")
 GC_NAMESPACE = 0x70686763  # "phgc": apart from the tags' keys, which are hashes in their own namespace
+SCHEMA_NAMESPACE = 0x70687363  # "phsc", key 0: held (exclusive) by whoever creates or upgrades the schema
 
 
 def try_take(conn: psycopg.Connection[Any], namespace: int, key: str | int, *, shared: bool = False,

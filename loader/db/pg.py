@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from importlib import resources
 from typing import Any
 
@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from loader.db import locks
 from loader.errors import ConfigError, DatabaseError, PharmloadError, TransientDatabaseError, redact
 
 # SQLSTATEs where the same transaction, run again, can succeed.
@@ -89,6 +90,13 @@ def ensure_schema(conn: psycopg.Connection[Any], migrate: bool) -> str:
     user's back: the message says to run `pharmload init-db`.
     """
     state = schema_state(conn)
+    if state["has_search_results"] and state["has_current_key"] and state["version"] >= SCHEMA_VERSION:
+        return "current"
+    # A change is due. Loads of other tags may be starting at this very moment on an empty database
+    # (they raced to CREATE TYPE: 23505 on pg_type); the first to take this lock makes the change,
+    # the others wait for its transaction to end and then find the schema as it left it.
+    locks.try_take(conn, locks.SCHEMA_NAMESPACE, 0)
+    state = schema_state(conn)
     if state["has_search_results"] and not state["has_current_key"]:
         if not migrate:
             raise DatabaseError("search_results has an old PharmChecker shape (other unique key, "
@@ -107,7 +115,9 @@ def ensure_database(admin_dsn: str, name: str) -> None:
     with connect(admin_dsn, autocommit=True) as conn, translated():
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            # Another command started at the same moment may create it first.
+            with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def fetch_all(conn: psycopg.Connection[Any], name: str, params: dict[str, Any] | None = None

@@ -27,8 +27,10 @@ from loader.report import write_atomically
 
 log = logging.getLogger("pharmload")
 VERSION = 3  # 3: rejected files keep their reason; a version 2 manifest is read as one without reasons
+# `screenshot`: the image_rel of the screenshot a loaded file refers to (null in older manifests, or
+# when it has none), so that a screenshot changed behind an unchanged file is noticed (evidence.py).
 FILE_SCHEMA: dict[str, Any] = {"rel": pl.String, "size": pl.Int64, "mtime_ns": pl.Int64, "state": pl.String,
-                               "code": pl.String, "detail": pl.String}
+                               "code": pl.String, "detail": pl.String, "screenshot": pl.String}
 REJECT_SCHEMA: dict[str, Any] = {"rel": pl.String, "code": pl.String, "detail": pl.String}
 # Reasons outside the file's bytes (permissions, a vanished file): such files are always tried again.
 RETRIED_CODES = ("unreadable",)
@@ -76,7 +78,7 @@ class Manifest:
             # Streamed a row group at a time, each kind on its own: reading the whole table at once
             # took ~2.5x its size in memory (~700 MB at a million files).
             table = pl.scan_parquet(io.BytesIO(data))
-            table = table.with_columns(pl.lit(None, pl.String).alias(c) for c in ("code", "detail")
+            table = table.with_columns(pl.lit(None, pl.String).alias(c) for c in ("code", "detail", "screenshot")
                                        if c not in table.collect_schema().names())
             files = (table.filter(pl.col("kind") == "file").select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
                      .collect(engine="streaming"))
@@ -163,7 +165,7 @@ class Manifest:
         self.pending = None
 
     def record_files(self, outcomes: pl.DataFrame) -> None:
-        """Upsert (rel, size, mtime_ns, state, code, detail) rows for this load's files."""
+        """Upsert (rel, size, mtime_ns, state, code, detail, screenshot) rows for this load's files."""
         outcomes = outcomes.select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
         self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
 

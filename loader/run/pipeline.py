@@ -28,12 +28,13 @@ from loader.errors import PharmloadError, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
-from loader.run import digests, unchanged, workers
+from loader.run import digests, evidence, unchanged, workers
 from loader.run.manifest import Manifest
 from loader.run.stream import ChunkStream, checkpoint
 from loader.scan import discover, parse, walk
 from loader.settings import Settings
 from loader.stores import image_store
+from loader.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from loader.stores import Store
@@ -148,6 +149,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
                 log.warning("%s: %s; every file is parsed again", man.path, stale)
                 rep.add_warnings([(str(man.path), "manifest_stale", stale)])
         todo, remembered = _todo(settings, plan.jsons, man)
+        with rep.phase("check"):
+            moved = evidence.changed(man, plan.jsons)
+        rep.add_warnings([c.warning() for c in moved])
         rep.files_found = plan.jsons.height + len(refused)
         rep.files_skipped = plan.jsons.height - todo.height - remembered.height
         rep.add_rejects(refused + list(zip(remembered["rel"], remembered["code"], remembered["detail"],
@@ -159,6 +163,8 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         if save:
             man.save()
         load = ChunkStream(settings, plan, todo, tx, rep, man, store, progress, lanes)
+        if settings.full:  # their files are parsed again, but what was loaded stands (evidence.py)
+            load.keep_loaded = frozenset(c.image_rel for c in moved)
         progress.begin("parse", todo.height)
         for chunk in pool.ordered(parse.parse_and_prepare, load.parse_tasks(pool.size), window=2 * pool.size,
                                   timer=lambda: rep.phase("parse")):
@@ -194,6 +200,9 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         checkpoint(settings, "merged")
         if settings.dry_run:
             return None
+        if isinstance(store, LocalStore):
+            with rep.phase("sync"):  # the screenshots are on disk before their rows commit
+                store.sync()
         with rep.phase("commit"):
             rep.run_id = tx.record_run(settings.tag or "", started, rep.counts(), rep.summary(), load_id=load_id,
                                        manifest_digest=facts.digest)
@@ -246,6 +255,7 @@ class _Facts:
     digest: str                       # load_runs.manifest_digest
     fingerprint: str | None           # walk.fingerprint(), None when no seal can be written
     hashes: tuple[str, ...]           # every screenshot the manifest knows a hash of
+    shots: tuple[tuple[str, int, int], ...]  # path, size, mtime_ns of each loaded file's screenshot
 
 
 def _stage_manifest(settings: Settings, plan: discover.Plan, man: Manifest, load: ChunkStream, save: bool
@@ -262,7 +272,9 @@ def _stage_manifest(settings: Settings, plan: discover.Plan, man: Manifest, load
                    if sealable else None)
     hashes = (tuple(man.all_images().filter(pl.col("error").is_null())["content_hash"].unique().sort())
               if sealable else ())
-    return _Facts(_digest(plan.jsons), fingerprint, hashes)
+    shots = (tuple(evidence.loaded_shots(man, plan.jsons, ("loaded", "pending"))
+                   .select("path", "size", "mtime_ns").iter_rows()) if sealable else ())
+    return _Facts(_digest(plan.jsons), fingerprint, hashes, shots)
 
 
 def _digest(jsons: pl.DataFrame) -> str:
@@ -293,7 +305,8 @@ def _seal(settings: Settings, plan: discover.Plan, man: Manifest, committed: str
         unchanged.write_seal(settings, unchanged.Seal(
             manifest=identity, key=unchanged.settings_key(settings), load_id=committed,
             fingerprint=facts.fingerprint, manifest_digest=facts.digest,
-            rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()), hashes=facts.hashes))
+            rejects=tuple(remembered.select("rel", "code", "detail").iter_rows()), hashes=facts.hashes,
+            shots=facts.shots))
     except OSError as exc:  # the load has committed; without a seal, the next re-run takes the pipeline
         log.warning("%s: cannot write it (%s); the next re-run parses nothing but takes the full way",
                     unchanged.seal_path(settings), exc.strerror or exc)

@@ -20,6 +20,7 @@ from loader.run import workers
 from loader.run.manifest import REJECT_SCHEMA, Manifest
 from loader.scan import discover, frame, images, parse
 from loader.settings import Settings
+from loader.stores.local import LocalStore
 
 if TYPE_CHECKING:
     from loader.db.process import Transaction
@@ -48,6 +49,11 @@ class ChunkStream:
         self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
         self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
         self.rejected: list[tuple[str, str, str]] = []  # (rel, code, detail) of those it rejected
+        self.shot_of: list[pl.DataFrame] = []  # (file_order, image_rel): each loaded file's screenshot
+        # Screenshots changed behind unchanged search files (evidence.py): a --full run neither
+        # stores their new bytes nor records their new hash, so the store and the manifest keep
+        # what was loaded.
+        self.keep_loaded: frozenset[str] = frozenset()
 
     def parse_tasks(self, pool_size: int) -> Iterator[parse.ParseTask]:
         """One task per chunk. In-process (a pool of one), the chunk's screenshots are hashed by as
@@ -78,10 +84,13 @@ class ChunkStream:
         if chunk.canon is not None:
             self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
         self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
+        self.shot_of.append(file_images)
         # A screenshot shared with an earlier chunk is staged again; the merge uses one row per
         # path, and the store already has it: cheaper than a set of every path seen so far.
         fresh = shots.filter(pl.col("image_rel").is_not_null()).unique(subset="image_rel", keep="first",
                                                                        maintain_order=True)
+        if self.keep_loaded:
+            fresh = fresh.filter(~pl.col("image_rel").is_in(list(self.keep_loaded)))
         self.staged.append(fresh["image_rel"])
         self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
         self.stage_images(fresh)
@@ -158,6 +167,9 @@ class ChunkStream:
         distinct = ok.unique(subset="content_hash", keep="first")
         stored, failed = self.store.store_many(
             zip(distinct["content_hash"], distinct["path"], distinct["content_type"], strict=True))
+        if isinstance(self.store, LocalStore):  # a copy made after a rewrite must not stand
+            self.store.check_sources(zip(distinct["content_hash"], distinct["path"], distinct["size"],
+                                         distinct["mtime_ns"], strict=True))
         checkpoint(self.settings, "storing")
         self.rep.count("images_stored", stored)
         if failed:
@@ -190,15 +202,20 @@ class ChunkStream:
                 self.copy_images(self.image_rows(lost, failed))
 
     def outcomes(self) -> pl.DataFrame:
-        """This attempt's files with their state (pending until the commit is confirmed, or rejected)
-        and the reason of each reject."""
+        """This attempt's files with their state (pending until the commit is confirmed, or rejected),
+        the reason of each reject, and the screenshot of each loaded file."""
         loaded = pl.concat(self.ok_files) if self.ok_files else pl.Series(dtype=pl.Int64)
         reasons = pl.DataFrame(self.rejected, schema=REJECT_SCHEMA, orient="row").unique(subset="rel")
+        shot_schema = pl.Schema({"file_id": pl.Int64, "screenshot": pl.String})
+        shots = (pl.concat([f.rename({"file_order": "file_id", "image_rel": "screenshot"}).cast(shot_schema)
+                            for f in self.shot_of]).unique(subset="file_id")
+                 if self.shot_of else pl.DataFrame(schema=shot_schema))
         return self.todo.select(
-            "rel", "size", "mtime_ns",
+            "rel", "size", "mtime_ns", "file_id",
             pl.when(pl.col("file_id").is_in(loaded.implode())).then(pl.lit("pending"))
             .otherwise(pl.lit("rejected")).alias("state"),
-        ).join(reasons, on="rel", how="left", maintain_order="left")
+        ).join(reasons, on="rel", how="left", maintain_order="left").join(
+            shots, on="file_id", how="left", maintain_order="left").drop("file_id")
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

@@ -5,9 +5,10 @@ plan, its manifest and its joins. So a committed load leaves a seal beside its m
 of the tree it saw (a fingerprint of every search file's path, link, size and mtime), which
 manifest file the seal vouches for, the rejects that stand, and the screenshots the store must
 hold. A later run whose walk gives the same fingerprint, whose store still has every screenshot,
-and whose database still holds the sealed load, records its run and is done: what the pipeline
-would have done with nothing to parse, and the same report. Anything else (no seal or another
-manifest, a changed file, a lost screenshot, a reset database, --full, --dry-run,
+whose loaded files' screenshots keep the size and mtime they were loaded with, and whose database
+still holds the sealed load, records its run and is done: what the pipeline would have done with
+nothing to parse, and the same report. Anything else (no seal or another manifest, a changed file,
+a lost or changed screenshot, a reset database, --full, --dry-run,
 --verify-writes, Supabase) takes the full pipeline, which re-checks and repairs everything.
 """
 
@@ -34,7 +35,7 @@ from loader.scan.walk import BATCH, Found, fingerprint, walk
 from loader.settings import Settings
 from loader.stores import image_store
 
-VERSION = 1
+VERSION = 2  # 2: the seal lists the screenshots of the loaded files (shots)
 LIMIT = BATCH  # search files: a larger tree gets no seal (its re-run is mostly walking anyway)
 
 
@@ -49,6 +50,7 @@ class Seal:
     manifest_digest: str            # load_runs.manifest_digest of that state of the tree
     rejects: tuple[tuple[str, str, str], ...]  # rejects that stand: rel, code, detail, in path order
     hashes: tuple[str, ...]         # screenshots the store must hold
+    shots: tuple[tuple[str, int, int], ...] = ()  # path, size, mtime_ns of the loaded files' screenshots
 
 
 class _TooMany(Exception):
@@ -88,7 +90,8 @@ def read_seal(settings: Settings) -> Seal | None:
             return None
         seal = Seal(manifest=tuple(data["manifest"]), key=data["key"], load_id=data["load_id"],
                     fingerprint=data["fingerprint"], manifest_digest=data["manifest_digest"],
-                    rejects=tuple(tuple(r) for r in data["rejects"]), hashes=tuple(data["hashes"]))
+                    rejects=tuple(tuple(r) for r in data["rejects"]), hashes=tuple(data["hashes"]),
+                    shots=tuple(tuple(s) for s in data["shots"]))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
     if seal.manifest != manifest_identity(settings) or seal.key != settings_key(settings):
@@ -117,6 +120,20 @@ def _scan(settings: Settings) -> tuple[str, int, list[tuple[str, str, str]]] | N
     return fingerprint(files), len(files), sorted(refused)
 
 
+def _shots_as_sealed(shots: tuple[tuple[str, int, int], ...]) -> bool:
+    """Whether every loaded file's screenshot still has the size and mtime it was loaded with (one
+    stat each). One removed from the scrape since does not count: the store holds its own copy (the
+    store check above), and the pipeline would have nothing to report about it either."""
+    for path, size, mtime_ns in shots:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if st.st_size != size or st.st_mtime_ns != mtime_ns:
+            return False
+    return True
+
+
 def rerun(settings: Settings, proc: process.DbProcess | None = None) -> Report | None:
     """Record a re-run of an unchanged tree and return its report; None when the full pipeline must
     run instead (nothing has been written then). With proc, the transaction runs in that process."""
@@ -131,6 +148,9 @@ def rerun(settings: Settings, proc: process.DbProcess | None = None) -> Report |
     with rep.phase("store"):
         if image_store(settings).missing(list(seal.hashes)):
             return None  # the pipeline puts lost screenshots back
+    with rep.phase("check"):
+        if not _shots_as_sealed(seal.shots):
+            return None  # a screenshot changed behind its search file: the pipeline reports it
     _, files, refused = scan
     progress = Progress(settings.progress == "on" or (settings.progress == "auto" and sys.stderr.isatty()))
     progress.note("plan: %d search files, unchanged since load %s: nothing to parse", files, seal.load_id[:12])

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import polars as pl
 
-from loader.scan import frame, images
+from loader.scan import frame, images, walk
 
 # The 50 states, DC and the inhabited territories.
 STATES = frozenset(
@@ -138,9 +138,12 @@ def read_whole(path: str, limit: int) -> bytes:
     One read sized by fstat. Python's buffered read(limit + 1) set aside the whole limit (10 MB) for
     every search file, ~5 µs of a worker's ~110 µs per file.
     """
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a file swapped for a FIFO since the plan: no wait
     try:
-        want = min(os.fstat(fd).st_size, limit) + 1
+        st = os.fstat(fd)
+        if (why := walk.not_regular(st.st_mode)) is not None:
+            raise Rejected("unreadable", why)
+        want = min(st.st_size, limit) + 1
         data = os.read(fd, want)
         if len(data) < want:  # a short read of a regular file is its end
             return data

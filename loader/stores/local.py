@@ -7,18 +7,25 @@ polars, so that an unchanged re-run (unchanged.py) can check the store before po
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
+import fcntl
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
-from loader.report import write_atomically
 
 BLOCK = 1 << 20
+FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), share the source's extents (btrfs, XFS)
+# Errors that mean "this file system (pair) cannot do that", so the next way is tried.
+_UNSUPPORTED = frozenset({errno.EXDEV, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS,
+                          errno.ENOTTY, errno.EBADF, errno.EPERM})
 
 
 def storage_path(content_hash: str) -> str:
@@ -35,9 +42,63 @@ class StoredObject:
     stored_at: float
 
 
-def _copy_atomically(src: str, dst: Path) -> None:
-    with open(src, "rb") as inp:
-        write_atomically(dst, lambda out: shutil.copyfileobj(inp, out, BLOCK))
+def _clone_into(inp: int, out: int, size: int) -> None:
+    """Give out the bytes of inp: a copy-on-write clone (free on btrfs/XFS), else an in-kernel
+    copy (copy_file_range), else read and write."""
+    try:
+        fcntl.ioctl(out, FICLONE, inp)
+        return
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED:
+            raise
+    copied = 0
+    try:
+        while copied < size and (n := os.copy_file_range(inp, out, size - copied)):
+            copied += n
+        return
+    except OSError as exc:
+        if exc.errno not in _UNSUPPORTED or copied:
+            raise
+    with open(inp, "rb", closefd=False) as src, open(out, "wb", closefd=False) as dst:
+        shutil.copyfileobj(src, dst, BLOCK)
+
+
+def _copy_atomically(src: str, dst: str) -> None:
+    """Copy src to dst through a temporary file in dst's folder, renamed into place: a crash never
+    leaves part of a screenshot under a hash name. Not fsync'ed here: a load syncs the store's file
+    system once before it commits (sync_to_disk)."""
+    folder, name = os.path.split(dst)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+    try:
+        with open(src, "rb") as inp:
+            _clone_into(inp.fileno(), fd, os.fstat(inp.fileno()).st_size)
+        os.close(fd)
+        fd = -1
+        os.replace(tmp, dst)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sync_to_disk(root: Path) -> None:
+    """Flush everything written to the file system holding root (one syncfs, not an fsync per file),
+    so that image_assets rows commit only for screenshots that are on disk. os.sync without syncfs."""
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        return  # no store yet: nothing was written to it
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        syncfs = getattr(libc, "syncfs", None)
+        if syncfs is None:
+            os.sync()
+        elif syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(root))
+    finally:
+        os.close(fd)
 
 
 class LocalStore:
@@ -46,7 +107,7 @@ class LocalStore:
     storage_type = "local"
     partial_failures = False  # a failure fails the load, so image rows need not wait for the store
 
-    def __init__(self, root: Path, link: bool = True) -> None:
+    def __init__(self, root: Path, link: bool = False) -> None:
         self.root = root
         self.link = link
 
@@ -63,11 +124,11 @@ class LocalStore:
             os.close(folder)
 
     def put(self, content_hash: str, src: str) -> bool:
-        """Hard-link the screenshot into the store (copy when across file systems, or when link is
-        off); True when it was not there yet.
+        """Copy the screenshot into the store (a clone where the file system can), or hard-link it
+        with link on (copying when across file systems); True when it was not there yet.
 
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
-        change the stored bytes too. `--image-link copy` trades speed for a store nothing can touch.
+        change the stored bytes too, which is why `--image-link link` is an explicit opt-in.
         The folder is created only when the first attempt finds it missing: one system call per
         screenshot in the common case, two or three for the first in its folder.
         """
@@ -93,7 +154,7 @@ class LocalStore:
                 return False
             if not os.path.isdir(os.path.dirname(dst)):
                 raise FileNotFoundError(dst)
-            _copy_atomically(src, Path(dst))
+            _copy_atomically(src, dst)
             return True
         try:
             os.link(src, dst)
@@ -104,13 +165,46 @@ class LocalStore:
                 raise
             if os.path.exists(dst):
                 return False
-            _copy_atomically(src, Path(dst))
+            _copy_atomically(src, dst)
         return True
 
     def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:
         """Store (hash, source path, content type) items: (how many were new, {}); a local failure
         (disk full) fails the load instead of being reported per screenshot."""
         return sum(self.put(content_hash, src) for content_hash, src, _ in items), {}
+
+    def check_sources(self, items: Iterable[tuple[str, str, int, int]]) -> None:
+        """After storing (hash, source path, size, mtime_ns as hashed) items: a source whose size or
+        mtime moved since it was hashed may have been rewritten between its hashing and its copy (a
+        scraper running beside the load), so its stored object is hashed again; one that does not
+        hash to its name is removed and the load fails, rather than keep bytes under another
+        screenshot's name. One stat per screenshot; a read only for those that moved."""
+        for content_hash, src, size, mtime_ns in items:
+            try:
+                st = os.stat(src)
+                if (st.st_size, st.st_mtime_ns) == (size, mtime_ns):
+                    continue
+            except OSError:
+                pass  # gone since it was hashed: check the stored object all the same
+            stored = os.path.join(str(self.root), storage_path(content_hash))
+            try:
+                with open(stored, "rb") as f:
+                    if hashlib.file_digest(f, "sha256").hexdigest() == content_hash:
+                        continue
+                os.unlink(stored)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot check stored screenshot {stored}: {exc.strerror or exc}") from exc
+            raise StorageError(f"screenshot {src} changed while this load was reading it (its hash no longer "
+                               "matches its bytes); nothing was committed: run the load again")
+
+    def sync(self) -> None:
+        """Make what this load stored durable before its rows commit (see sync_to_disk)."""
+        try:
+            sync_to_disk(self.root)
+        except OSError as exc:
+            raise StorageError(f"cannot flush the image store {self.root} to disk: {exc.strerror or exc}") from exc
 
     def sizes(self, hashes: list[str]) -> dict[str, int]:
         """Size of each stored screenshot; absent ones are left out."""

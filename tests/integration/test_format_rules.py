@@ -536,10 +536,10 @@ def test_second_load_reuses_stored_screenshots(settings: Settings, tmp_path: Pat
     assert query(dsn, "SELECT image_hash FROM search_results") == [(sha256(data),)]
 
 
-def test_stored_screenshot_is_a_hard_link_by_default(settings: Settings, scrape: Scrape, dsn: str) -> None:
-    """The default trades that independence for speed: the store shares the scrape's file."""
+def test_stored_screenshot_is_a_hard_link_when_asked(settings: Settings, scrape: Scrape, dsn: str) -> None:
+    """--image-link link trades that independence for speed: the store shares the scrape's file."""
     shot = scrape.png("2025-08-03/PA/Belmar_01.png")
     scrape.json("2025-08-03/PA/Belmar_01_parse.json", document())
-    pipeline.run(settings)
+    pipeline.run(settings.replace(image_link=True))
     stored = settings.image_dir / query(dsn, "SELECT storage_path FROM image_assets")[0][0]
     assert stored.stat().st_ino == shot.stat().st_ino

@@ -1,0 +1,89 @@
+"""The local store's copy (clone, in-kernel copy, or read and write) and its sync, on real files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from loader.errors import StorageError
+from loader.stores import local
+from loader.stores.local import BLOCK, LocalStore, storage_path
+from tests.scrape import png
+
+
+@pytest.mark.parametrize("filler", [b"", b"x" * (3 * BLOCK + 5)])
+def test_copy_is_a_file_of_its_own_with_the_same_bytes(tmp_path: Path, filler: bytes) -> None:
+    src = tmp_path / "scrape" / "a.png"
+    src.parent.mkdir()
+    src.write_bytes(png(filler=filler))
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    store = LocalStore(tmp_path / "store")  # copy is the default
+    assert store.put(digest, str(src)) is True
+    assert store.put(digest, str(src)) is False  # already there: never written again
+    stored = tmp_path / "store" / storage_path(digest)
+    assert stored.read_bytes() == src.read_bytes()
+    assert stored.stat().st_ino != src.stat().st_ino
+    assert sorted(p.name for p in stored.parent.iterdir()) == [stored.name]  # no temporary left
+    store.sync()
+
+
+def test_read_and_write_when_neither_clone_nor_in_kernel_copy_can(tmp_path: Path) -> None:
+    """A source the kernel cannot clone or copy_file_range from (a pipe) still copies, whole."""
+    data = b"p" * (2 * BLOCK + 11)
+    read_end, write_end = os.pipe()
+
+    def write() -> None:
+        os.write(write_end, data)
+        os.close(write_end)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    out = tmp_path / "out"
+    with open(out, "wb") as f:
+        local._clone_into(read_end, f.fileno(), len(data))
+    writer.join()
+    os.close(read_end)
+    assert out.read_bytes() == data
+
+
+def test_link_mode_shares_the_scrape_file(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(png())
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    LocalStore(tmp_path / "store", link=True).put(digest, str(src))
+    assert (tmp_path / "store" / storage_path(digest)).stat().st_ino == src.stat().st_ino
+
+
+def test_sync_of_a_store_not_yet_made_is_nothing_to_do(tmp_path: Path) -> None:
+    LocalStore(tmp_path / "never-written").sync()
+    assert not (tmp_path / "never-written").exists()
+
+
+def test_a_source_rewritten_between_hashing_and_copying_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(png(filler=b"as hashed"))
+    hashed = hashlib.sha256(src.read_bytes()).hexdigest()
+    st = src.stat()
+    store = LocalStore(tmp_path / "store")
+    store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])  # nothing stored yet: nothing to say
+    src.write_bytes(png(filler=b"rewritten by the scraper before the copy"))
+    store.put(hashed, str(src))  # the copy takes the new bytes under the old hash's name
+    with pytest.raises(StorageError, match=r"a\.png changed while this load was reading it"):
+        store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])
+    assert not (tmp_path / "store" / storage_path(hashed)).exists()
+
+
+def test_a_touched_source_whose_copy_is_right_passes(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(png())
+    hashed = hashlib.sha256(src.read_bytes()).hexdigest()
+    st = src.stat()
+    store = LocalStore(tmp_path / "store")
+    store.put(hashed, str(src))
+    os.utime(src, ns=(1, 1))
+    store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])
+    assert (tmp_path / "store" / storage_path(hashed)).read_bytes() == src.read_bytes()
