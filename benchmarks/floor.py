@@ -131,7 +131,9 @@ def table_columns(create: str) -> tuple[str, list[str]]:
     for line in m.group(2).splitlines():
         line = line.split("--", 1)[0].strip().rstrip(",")
         word = line.split()[0] if line else ""
-        if word and word.upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
+        generated = re.search(r"\bGENERATED\b", line, flags=re.I)  # the server fills it, COPY must not
+        if word and not generated and word.upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN",
+                                                           "EXCLUDE"):
             columns.append(word)
     return m.group(1), columns
 

@@ -22,10 +22,10 @@ DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%
 NULL_TOKENS = ("", "not on file", "not available", "n/a", "na", "---", "-", "none", "unknown", "null")
 KEY = ("search_state", "search_name", "license_number")
 # Columns of the staging tables as COPY fills them (sql/create_stage_*.sql): each row already typed
-# and whole (meta, raw, image_hash), so the merge takes the winners as they are.
+# and whole (raw, image_hash; the server takes meta from raw), so the merge takes the winners as they are.
 ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
                "license_status", "license_name", "license_type", "address", "city", "state", "zip",
-               "issue_date", "expiration_date", "result_status", "meta", "raw", "image_hash")
+               "issue_date", "expiration_date", "result_status", "raw", "image_hash")
 SUPERSEDED_COLUMNS = ("file_order", "lic_idx")
 # What the loader keeps of each staged row to pick the winner per key across chunks.
 WINNER_COLUMNS = (*KEY, "search_ts", "file_order", "lic_idx")
@@ -160,9 +160,9 @@ def to_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
 
 
 def with_raw(rows: pl.DataFrame, files: pl.DataFrame) -> pl.DataFrame:
-    """Each row with its file's meta and its raw: the file's document around the row's own license
-    (parse.FILE_SCHEMA). Done after the chunk's dedup, so only rows that are staged pay for it."""
-    docs = files.select(pl.col("file_id").alias("file_order"), "meta", "raw_head", "raw_tail")
+    """Each row with its raw: the file's document around the row's own license (parse.FILE_SCHEMA).
+    Done after the chunk's dedup, so only rows that are staged pay for it."""
+    docs = files.select(pl.col("file_id").alias("file_order"), "raw_head", "raw_tail")
     return rows.join(docs, on="file_order", how="left", maintain_order="left").with_columns(
         pl.concat_str(["raw_head", "licenses_json", "raw_tail"]).alias("raw")
     ).drop("raw_head", "raw_tail", "licenses_json")

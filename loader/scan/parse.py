@@ -52,10 +52,10 @@ ROW_SCHEMA: dict[str, Any] = {
     "result_status": pl.String,
     "licenses_json": pl.String,  # the row's own `licenses` array as JSON text ("" for a no-results row)
 }
-# Per file: its metadata as JSON text, and its document serialised once around a hole where
-# search_result.licenses goes (frame.with_raw fills the hole with each row's own license).
-FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String, "meta": pl.String,
-                               "raw_head": pl.String, "raw_tail": pl.String}
+# Per file: its document serialised once around a hole where search_result.licenses goes
+# (frame.with_raw fills the hole with each row's own license; a file that is one row is all head).
+FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String, "raw_head": pl.String,
+                               "raw_tail": pl.String}
 # Stands for the licenses array while a document is serialised; a per-process random name, so that
 # no text of a scraped file can be taken for it.
 HOLE = f"pharmload-licenses-{uuid.uuid4().hex}"
@@ -246,8 +246,8 @@ def _around_licenses(doc: dict[str, Any], result: dict[str, Any], dumps: Dumps) 
 
 
 def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str, Any], tz: ZoneInfo,
-              warnings: list[tuple[str, str, str]]) -> tuple[Any, str, str, str]:
-    """Append the file's rows; returns (source_image_file, meta, raw head, raw tail)."""
+              warnings: list[tuple[str, str, str]]) -> tuple[Any, str, str]:
+    """Append the file's rows; returns (source_image_file, raw head, raw tail)."""
     meta, result, licenses = _shape(doc)
     if b"\\u0000" in data:
         doc = strip_nul(doc)
@@ -270,8 +270,9 @@ def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str
     real = [i for i, lic in enumerate(licenses) if not _is_placeholder(lic)]
     if not real:  # a "no results" row keeps the document as it is
         out.append((file_id, 0, name, state, ts, *(None,) * 10, status or "not_found", ""))
-        return meta.get("source_image_file"), dumps(meta), dumps(doc), ""
-    head, tail = _around_licenses(doc, result, dumps)
+        return meta.get("source_image_file"), dumps(doc), ""
+    # The common search of one license: its raw is the document as it is, serialised once.
+    head, tail = (dumps(doc), "") if len(licenses) == 1 else _around_licenses(doc, result, dumps)
     for i, at in enumerate(real):
         lic = licenses[at]
         addr = lic.get("address")
@@ -284,9 +285,9 @@ def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str
             _field(addr, "street", rel, warnings), _field(addr, "city", rel, warnings),
             _field(addr, "state", rel, warnings), _field(addr, "zip_code", rel, warnings),
             _field(lic, "issue_date", rel, warnings), _field(lic, "expiration_date", rel, warnings),
-            status or "found", dumps([exact[at]]),
+            status or "found", dumps([exact[at]]) if tail else "",
         ))
-    return meta.get("source_image_file"), dumps(meta), head, tail
+    return meta.get("source_image_file"), head, tail
 
 
 def parse_chunk(task: ParseTask) -> ParsedChunk:
@@ -295,7 +296,7 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
     out: list[Row] = []
     file_ids: list[int] = []
     sources: list[str | None] = []
-    docs: list[tuple[str, str, str]] = []
+    docs: list[tuple[str, str]] = []
     rejects: list[tuple[str, str, str]] = []
     warnings: list[tuple[str, str, str]] = []
     for file_id, path, rel in zip(task.file_ids, task.paths, task.rels, strict=True):
@@ -313,12 +314,12 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
         file_ids.append(file_id)
         source = source.replace("\x00", "").strip() if isinstance(source, str) else None
         sources.append(source or None)
-        docs.append((doc_text[0], doc_text[1], doc_text[2]))
+        docs.append((doc_text[0], doc_text[1]))
     columns = [list(col) for col in zip(*out, strict=True)] if out else [[] for _ in ROW_SCHEMA]
     rows = pl.DataFrame(dict(zip(ROW_SCHEMA, columns, strict=True)), schema=ROW_SCHEMA)
-    metas, heads, tails = ([list(col) for col in zip(*docs, strict=True)] if docs else [[], [], []])
-    files = pl.DataFrame({"file_id": file_ids, "source_image": sources, "meta": metas, "raw_head": heads,
-                          "raw_tail": tails}, schema=FILE_SCHEMA)
+    heads, tails = ([list(col) for col in zip(*docs, strict=True)] if docs else [[], []])
+    files = pl.DataFrame({"file_id": file_ids, "source_image": sources, "raw_head": heads, "raw_tail": tails},
+                         schema=FILE_SCHEMA)
     return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)
 
 
