@@ -113,11 +113,10 @@ def record_rows(doc: dict[str, Any], dataset_id: int, image_hash: str | None, tz
     ts = timestamp(meta.get("search_timestamp"), tz)
     status = as_text(result.get("result_status")) if not isinstance(result.get("result_status"), dict | list) else None
     common = (dataset_id, name, state, ts)
-    tail = (Jsonb(meta), Jsonb(doc), image_hash)
     real = [lic for lic in licenses if not _is_placeholder(lic)]
-    if not real:
+    if not real:  # FORMAT.md: a "no results" row keeps the document as it is
         return [(*common, None, None, None, None, None, None, None, None, None, None,
-                 clean_text(status or "not_found"), *tail)]
+                 clean_text(status or "not_found"), Jsonb(meta), Jsonb(doc), image_hash)]
     rows = []
     for lic in real:
         addr = lic.get("address")
@@ -127,5 +126,7 @@ def record_rows(doc: dict[str, Any], dataset_id: int, image_hash: str | None, tz
                      clean_text(lic.get("pharmacy_name")), clean_text(lic.get("license_type")),
                      clean_text(addr.get("street")), clean_text(addr.get("city")), clean_text(addr.get("state")),
                      clean_text(addr.get("zip_code")), clean_date(lic.get("issue_date")),
-                     clean_date(lic.get("expiration_date")), clean_text(status or "found"), *tail))
+                     clean_date(lic.get("expiration_date")), clean_text(status or "found"), Jsonb(meta),
+                     # FORMAT.md: raw is the document with licenses reduced to the row's own one
+                     Jsonb({**doc, "search_result": {**result, "licenses": [lic]}}), image_hash))
     return rows

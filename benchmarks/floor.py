@@ -93,7 +93,7 @@ def read_all(root: Path, workers: int = 2) -> dict[str, int]:
 class CleanChunk:
     """One chunk of search files after pharmload's parse and clean (before newest-per-key)."""
 
-    rows: pl.DataFrame  # frame.clean() output: file_id, lic_idx, key, text, dates, search_ts, raw
+    rows: pl.DataFrame  # frame.clean() output with meta and raw (frame.with_raw): file_id, lic_idx, key, ...
     files: pl.DataFrame  # file_id, rel, source_image of the files that loaded
     rejects: int
 
@@ -108,6 +108,7 @@ def iter_clean_chunks(states_dir: Path, chunk_files: int = 2000) -> Iterator[tup
         parsed = parse.parse_chunk(parse.ParseTask(file_ids=part["file_id"].to_list(), paths=plan.paths(part),
                                                    rels=part["rel"].to_list()))
         rows, _warnings = frame.clean(parsed.rows)
+        rows = frame.with_raw(rows.rename({"file_id": "file_order"}), parsed.files).rename({"file_order": "file_id"})
         files = parsed.files.join(rels, on="file_id", how="left")
         yield plan, CleanChunk(rows=rows, files=files, rejects=len(parsed.rejects))
 
@@ -130,7 +131,9 @@ def table_columns(create: str) -> tuple[str, list[str]]:
     for line in m.group(2).splitlines():
         line = line.split("--", 1)[0].strip().rstrip(",")
         word = line.split()[0] if line else ""
-        if word and word.upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN", "EXCLUDE"):
+        generated = re.search(r"\bGENERATED\b", line, flags=re.I)  # the server fills it, COPY must not
+        if word and not generated and word.upper() not in ("CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN",
+                                                           "EXCLUDE"):
             columns.append(word)
     return m.group(1), columns
 
@@ -138,8 +141,8 @@ def table_columns(create: str) -> tuple[str, list[str]]:
 def write_stage_csvs(states_dir: Path, out_dir: Path) -> dict[str, Any]:
     """The final rows of a first load of states_dir, as CSV for each staging table the merge reads.
 
-    Rows are pharmload's parse + clean + newest-per-key; a table with ``lic_idx`` gets them, a table
-    of ``file_order``/``raw`` gets each winning row's file; the screenshot tables stay empty
+    Rows are pharmload's parse + clean + newest-per-key, typed and whole (meta, raw) as a load stages
+    them; the table with ``lic_idx`` gets them; the others (superseded rows, screenshots) stay empty
     (the merged rows then have a NULL image_hash). Returns (and writes as stage.json) the plan:
     table -> columns and CSV file (None = left empty).
     """
@@ -150,16 +153,13 @@ def write_stage_csvs(states_dir: Path, out_dir: Path) -> dict[str, Any]:
     if not parts:
         raise RuntimeError(f"no search files below {states_dir}")
     rows = frame.newest_per_key(pl.concat(parts)).rename({"file_id": "file_order"}).with_columns(
-        pl.lit(None, dtype=pl.String).alias("image_rel"))
-    per_file = rows.unique(subset="file_order", keep="first").sort("file_order")
+        pl.lit(None, dtype=pl.String).alias("image_hash"))
     out_dir.mkdir(parents=True, exist_ok=True)
     plan: dict[str, Any] = {"rows": rows.height, "tables": {}}
     for name, create in stage_sql().items():
         table, columns = table_columns(create)
-        if "lic_idx" in columns:
+        if "lic_idx" in columns and "search_name" in columns:
             source = rows
-        elif set(columns) <= {"file_order", "meta", "raw"} and {"meta", "raw"} & set(columns):
-            source = per_file
         else:
             plan["tables"][table] = {"file": name, "columns": columns, "csv": None, "rows": 0}
             continue

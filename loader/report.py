@@ -47,7 +47,9 @@ class Report:
     files_loaded: int = 0
     files_rejected: int = 0
     files_skipped: int = 0
-    rows_staged: int = 0
+    rows_parsed: int = 0    # rows the files gave, one per license (or per no-results search)
+    rows_staged: int = 0    # rows staged: one per key within each chunk
+    rows_distinct: int = 0  # rows the merge reads: one per key of the whole load
     rows_inserted: int = 0
     rows_updated: int = 0
     rows_unchanged: int = 0
@@ -143,7 +145,7 @@ class Report:
             f"{self.images_new_rows} new image rows"
             + (f", {self.images_failed} NOT stored" if self.images_failed else ""),
             f"Rows: {self.rows_inserted} inserted, {self.rows_updated} updated, "
-            f"{self.rows_unchanged} unchanged (of {self.rows_staged} parsed)",
+            f"{self.rows_unchanged} unchanged (one per key: {self.rows_distinct} of {self.rows_parsed} parsed)",
             "Phases:",
             *(f"  {name:<10} {secs:7.3f}s" for name, secs in self.phases.items()),
         ]

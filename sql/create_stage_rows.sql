@@ -1,6 +1,6 @@
 -- Where one load's rows land by COPY before the single merge; gone at commit or rollback.
--- Narrow on purpose: the merge sorts these rows, and each file's JSON (stage_files) and screenshot
--- (stage_file_images) are joined in only for the rows that win.
+-- Typed as they arrive: the server parses raw into jsonb (and takes meta from it) during each chunk's
+-- COPY, while the loader parses the next chunks, so the merge has no cast, join or sort left to do.
 CREATE TEMP TABLE stage_search_results (
     file_order      bigint,
     lic_idx         integer,
@@ -17,5 +17,8 @@ CREATE TEMP TABLE stage_search_results (
     zip             text,
     issue_date      date,
     expiration_date date,
-    result_status   text
+    result_status   text,
+    raw             jsonb,
+    meta            jsonb GENERATED ALWAYS AS (raw -> 'metadata') STORED,
+    image_hash      text
 ) ON COMMIT DROP

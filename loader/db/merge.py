@@ -71,8 +71,7 @@ class LoadTransaction:
                                      "created_by": settings.created_by}).fetchone()
             assert row is not None
             self.dataset_id = int(row[0])
-            for table in ("create_stage_rows", "create_stage_files", "create_stage_file_images",
-                          "create_stage_images"):
+            for table in ("create_stage_rows", "create_stage_superseded", "create_stage_images"):
                 self.conn.execute(pg.statement(table))
         return self.dataset_id
 
@@ -100,8 +99,9 @@ class LoadTransaction:
             for start in range(0, len(view), COPY_BLOCK):
                 copy.write(view[start:start + COPY_BLOCK])
 
-    def merge(self) -> MergeCounts:
-        """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results."""
+    def merge(self, distinct: int) -> MergeCounts:
+        """Upsert image rows, then the one INSERT ... ON CONFLICT into search_results. distinct: the
+        rows the loader left after listing the superseded ones (one per key), for the unchanged count."""
         with pg.translated(self.secrets):
             # Temp tables have no statistics; without them the planner guesses and may nest loops.
             # (From a STAGING_STATISTICS_TARGET sample: begin() set it for this transaction.)
@@ -110,16 +110,9 @@ class LoadTransaction:
             row = self.conn.execute(pg.statement("merge_search_results"),
                                     {"dataset_id": self.dataset_id}).fetchone()
         assert row is not None and images is not None
-        inserted, updated, distinct = (int(x) for x in row)
+        inserted, updated = (int(x) for x in row)
         return MergeCounts(inserted=inserted, updated=updated, unchanged=distinct - inserted - updated,
                            images_new=int(images[0]), images_distinct=int(images[1]))
-
-    def transaction_time(self) -> datetime:
-        """now() of this transaction: the created_at/updated_at of every row the merge writes."""
-        with pg.translated(self.secrets):
-            row = self.conn.execute(pg.statement("transaction_time")).fetchone()
-        assert row is not None
-        return row[0]  # type: ignore[no-any-return]
 
     def committed(self, load_id: str) -> bool:
         """Whether the load with this id committed: its load_runs row exists."""

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from loader.settings import Settings
 
 # LoadTransaction methods the child runs as they are; begin, close and ensure_database are its own.
-CALLS = frozenset({"stage", "merge", "transaction_time", "committed", "terminate_backend", "record_run", "commit"})
+CALLS = frozenset({"stage", "merge", "committed", "terminate_backend", "record_run", "commit"})
 WATCH_INTERVAL = 0.5  # seconds between the child's checks that the loader still runs
 GRACE = 10.0  # seconds the child has to cancel and roll back after the loader died
 INTERRUPT_CHECK = 0.2  # seconds: how long the loader's wait for a reply may hold up Ctrl-C
@@ -49,8 +49,7 @@ class Transaction(Protocol):
 
     def begin(self, settings: Settings) -> int: ...
     def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None: ...
-    def merge(self) -> MergeCounts: ...
-    def transaction_time(self) -> datetime: ...
+    def merge(self, distinct: int) -> MergeCounts: ...
     def committed(self, load_id: str) -> bool: ...
     def terminate_backend(self, dsn: str) -> None: ...
     def record_run(self, tag: str, started_at: datetime, counts: dict[str, Any], report: dict[str, Any],
@@ -155,11 +154,8 @@ class RemoteTransaction:
     def stage(self, table: str, columns: tuple[str, ...], data: bytes) -> None:
         self.proc.call("stage", table, columns, data)
 
-    def merge(self) -> MergeCounts:
-        return self.proc.call("merge")  # type: ignore[no-any-return]
-
-    def transaction_time(self) -> datetime:
-        return self.proc.call("transaction_time")  # type: ignore[no-any-return]
+    def merge(self, distinct: int) -> MergeCounts:
+        return self.proc.call("merge", distinct)  # type: ignore[no-any-return]
 
     def committed(self, load_id: str) -> bool:
         return bool(self.proc.call("committed", load_id))

@@ -180,6 +180,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         progress.note("parse: %d files parsed (%d skipped as unchanged, %d rejected), %d rows staged",
                       todo.height, rep.files_skipped, rep.files_rejected, rep.rows_staged)
         load.repair_store()
+        distinct = load.settle()
         _terminate_for_test(settings, tx, dsn, attempt, "merging")
         # The merge runs in the db process and the server: meanwhile this process saves the manifest
         # file as staged and works out what the commit and the seal need, on a core otherwise idle.
@@ -187,7 +188,7 @@ def _attempt(settings: Settings, plan: discover.Plan, man: Manifest, store: Stor
         try:
             ahead = beside.submit(_stage_manifest, settings, plan, man, load, save)
             with rep.phase("merge"):
-                counts = tx.merge()
+                counts = tx.merge(distinct)
             facts = workers.result_of(ahead)
         finally:
             beside.shutdown(wait=True)  # a failed merge's retry must not find this thread writing

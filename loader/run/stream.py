@@ -46,6 +46,7 @@ class ChunkStream:
         self.lanes = lanes
         self.canon: list[pl.DataFrame] = []
         self.hashes: list[pl.DataFrame] = []
+        self.keys: list[pl.DataFrame] = []   # frame.WINNER_COLUMNS of each staged row, per chunk
         self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
         self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
         self.rejected: list[tuple[str, str, str]] = []  # (rel, code, detail) of those it rejected
@@ -69,21 +70,23 @@ class ChunkStream:
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
                                   want_canon=self.settings.verify_writes != "off", roots=roots,
-                                  hash_threads=hash_threads)
+                                  hash_threads=hash_threads, keep_loaded=self.keep_loaded)
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
-        """Stage the chunk's rows, files and screenshot references; store its new screenshots."""
+        """Stage the chunk's rows; stage and store its new screenshots."""
         self.rep.add_rejects(chunk.rejects)
         self.rejected += chunk.rejects
         self.rep.add_warnings(chunk.warnings)
         self.rep.files_loaded += chunk.files.height
         self.rep.rows_staged += chunk.rows
+        self.rep.rows_parsed += chunk.parsed
+        self.keys.append(chunk.keys)
         self.ok_files.append(chunk.files["file_id"])
         shots = chunk.images if chunk.images is not None else pl.DataFrame(schema=images.IMAGE_SCHEMA)
         file_images = shots.filter(pl.col("image_rel").is_not_null()).select("file_order", "image_rel")
         if chunk.canon is not None:
             self.canon.append(chunk.canon.join(file_images, on="file_order", how="left"))
-        self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv, chunk.files_csv, file_images)
+        self.lanes.submit(self.lanes.db, self.copy_chunk, chunk.rows_csv)
         self.shot_of.append(file_images)
         # A screenshot shared with an earlier chunk is staged again; the merge uses one row per
         # path, and the store already has it: cheaper than a set of every path seen so far.
@@ -100,18 +103,26 @@ class ChunkStream:
                               f"{self.rep.rows_staged} rows staged")
         self.lanes.check()
 
-    def copy_chunk(self, rows_csv: bytes, files_csv: bytes, file_images: pl.DataFrame) -> None:
-        """On the db lane: COPY one chunk into the staging tables (rows: chunks may repeat keys, the
-        merge picks one; files; screenshot references)."""
+    def copy_chunk(self, rows_csv: bytes) -> None:
+        """On the db lane: COPY one chunk's rows (typed, with meta, raw and screenshot hash) into
+        staging; chunks may repeat keys, settle() lists the losers."""
         with self.rep.phase("copy"):
             if rows_csv:
                 self.tx.stage("stage_search_results", frame.ROW_COLUMNS, rows_csv)
-            if files_csv:
-                self.tx.stage("stage_files", frame.FILE_COLUMNS, files_csv)
-            if file_images.height:
-                self.tx.stage("stage_file_images", frame.FILE_IMAGE_COLUMNS,
-                              frame.to_csv(file_images, frame.FILE_IMAGE_COLUMNS))
         checkpoint(self.settings, "copying")
+
+    def settle(self) -> int:
+        """After the last chunk: list the staged rows another row of the load beats, so the merge
+        reads one row per key with no sort; returns how many rows are left (the distinct keys)."""
+        with self.rep.phase("settle"):
+            keys = pl.concat(self.keys) if self.keys else None
+            self.keys = []
+            losers = frame.superseded(keys) if keys is not None else None
+            if losers is not None and losers.height:
+                self.tx.stage("stage_superseded", frame.SUPERSEDED_COLUMNS,
+                              frame.to_csv(losers, frame.SUPERSEDED_COLUMNS))
+        self.rep.rows_distinct = (keys.height - losers.height) if keys is not None and losers is not None else 0
+        return self.rep.rows_distinct
 
     def stage_images(self, shots: pl.DataFrame) -> None:
         """Report unreadable and non-PNG screenshots; queue the rest for the store and staging."""

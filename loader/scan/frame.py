@@ -21,12 +21,14 @@ DATE_COLUMNS = ("issue_date", "expiration_date")
 DATE_FORMATS = ("%m/%d/%Y", "%Y-%m-%d", "%m-%d-%Y", "%B %d, %Y", "%b %d, %Y", "%d-%b-%Y")
 NULL_TOKENS = ("", "not on file", "not available", "n/a", "na", "---", "-", "none", "unknown", "null")
 KEY = ("search_state", "search_name", "license_number")
-# Columns of the staging tables as COPY fills them (sql/create_stage_*.sql).
+# Columns of the staging tables as COPY fills them (sql/create_stage_*.sql): each row already typed
+# and whole (raw, image_hash; the server takes meta from raw), so the merge takes the winners as they are.
 ROW_COLUMNS = ("file_order", "lic_idx", "search_name", "search_state", "search_ts", "license_number",
                "license_status", "license_name", "license_type", "address", "city", "state", "zip",
-               "issue_date", "expiration_date", "result_status")
-FILE_COLUMNS = ("file_order", "raw")
-FILE_IMAGE_COLUMNS = ("file_order", "image_rel")
+               "issue_date", "expiration_date", "result_status", "raw", "image_hash")
+SUPERSEDED_COLUMNS = ("file_order", "lic_idx")
+# What the loader keeps of each staged row to pick the winner per key across chunks.
+WINNER_COLUMNS = (*KEY, "search_ts", "file_order", "lic_idx")
 IMAGE_COLUMNS = ("image_rel", "content_hash", "storage_path", "storage_type", "file_size", "content_type", "width",
                  "height")
 WARNING_SCHEMA = {"file_id": pl.Int64, "kind": pl.String, "detail": pl.String}
@@ -140,28 +142,52 @@ def to_csv(frame: pl.DataFrame, columns: tuple[str, ...]) -> bytes:
     return buf.getvalue()
 
 
+def with_raw(rows: pl.DataFrame, files: pl.DataFrame) -> pl.DataFrame:
+    """Each row with its raw: the file's document around the row's own license (parse.FILE_SCHEMA).
+    Done after the chunk's dedup, so only rows that are staged pay for it."""
+    docs = files.select(pl.col("file_id").alias("file_order"), "raw_head", "raw_tail")
+    return rows.join(docs, on="file_order", how="left", maintain_order="left").with_columns(
+        pl.concat_str(["raw_head", "licenses_json", "raw_tail"]).alias("raw")
+    ).drop("raw_head", "raw_tail", "licenses_json")
+
+
+def superseded(keys: pl.DataFrame) -> pl.DataFrame:
+    """The staged rows that lose to another of the load's rows with the same key (WINNER_COLUMNS in;
+    file_order, lic_idx out): the newest search wins; on a tie, the first file in path order."""
+    ranked = keys.sort(["search_ts", "file_order", "lic_idx"], descending=[True, False, False])
+    return ranked.filter(~pl.struct(KEY).is_first_distinct()).select(SUPERSEDED_COLUMNS)
+
+
 @dataclass
 class Prepared:
     """A chunk ready to stage: CSV for COPY, made in the worker so the parent only forwards bytes."""
 
     files: pl.DataFrame                    # file_id, source_image of each loaded file
     rows_csv: bytes
-    files_csv: bytes
-    rows: int
+    rows: int                              # rows staged: one per key within the chunk
+    parsed: int                            # rows parsed, before the chunk's dedup
+    keys: pl.DataFrame                     # WINNER_COLUMNS of each staged row
     canon: pl.DataFrame | None             # for --verify-writes (run/digests.py)
     images: pl.DataFrame | None = None     # each file's screenshot (images.IMAGE_SCHEMA)
     rejects: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str, str]] = field(default_factory=list)
 
 
-def prepare(rows: pl.DataFrame, files: pl.DataFrame, rels: dict[int, str], want_canon: bool) -> Prepared:
-    """Clean, keep the newest row per key within the chunk, and serialise rows and files for COPY."""
+def prepare(rows: pl.DataFrame, files: pl.DataFrame, rels: dict[int, str], want_canon: bool,
+            shots: pl.DataFrame | None = None) -> Prepared:
+    """Clean, keep the newest row per key within the chunk, and serialise the rows for COPY with
+    their meta, raw and screenshot hash (shots: images.IMAGE_SCHEMA of the chunk's files)."""
     cleaned, warned = clean(rows)
     best = newest_per_key(cleaned).rename({"file_id": "file_order"})
-    # A file none of whose rows survived cannot win the merge: its JSON (most of the bytes) stays home.
-    per_file = best.unique(subset="file_order", keep="first", maintain_order=True)
+    staged = with_raw(best, files)
+    if shots is not None:
+        hashes = shots.filter(pl.col("error").is_null()).select("file_order",
+                                                                pl.col("content_hash").alias("image_hash"))
+        staged = staged.join(hashes, on="file_order", how="left", maintain_order="left")
+    else:
+        staged = staged.with_columns(pl.lit(None, dtype=pl.String).alias("image_hash"))
     warnings = [(rels[i], k, d) for i, k, d in zip(warned["file_id"], warned["kind"], warned["detail"], strict=True)]
-    return Prepared(files=files, rows_csv=to_csv(best, ROW_COLUMNS), files_csv=to_csv(per_file, FILE_COLUMNS),
-                    rows=best.height, warnings=warnings,
+    return Prepared(files=files.select("file_id", "source_image"), rows_csv=to_csv(staged, ROW_COLUMNS),
+                    rows=best.height, parsed=rows.height, keys=best.select(WINNER_COLUMNS), warnings=warnings,
                     # every row, not only the chunk's newest per key: verification keeps each file's rows
                     canon=content_canon(cleaned.rename({"file_id": "file_order"})) if want_canon else None)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -48,9 +50,16 @@ ROW_SCHEMA: dict[str, Any] = {
     "issue_date": pl.String,
     "expiration_date": pl.String,
     "result_status": pl.String,
-    "raw": pl.String,
+    "licenses_json": pl.String,  # the row's own `licenses` array as JSON text ("" for a no-results row)
 }
-FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String}
+# Per file: its document serialised once around a hole where search_result.licenses goes
+# (frame.with_raw fills the hole with each row's own license; a file that is one row is all head).
+FILE_SCHEMA: dict[str, Any] = {"file_id": pl.Int64, "source_image": pl.String, "raw_head": pl.String,
+                               "raw_tail": pl.String}
+# Stands for the licenses array while a document is serialised; a per-process random name, so that
+# no text of a scraped file can be taken for it.
+HOLE = f"pharmload-licenses-{uuid.uuid4().hex}"
+Dumps = Callable[[Any], str]
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,9 @@ class ParseTask:
     want_canon: bool = False
     roots: images.Roots | None = None  # where screenshots are; None: do not look for them
     hash_threads: int = 1  # threads reading and hashing screenshots (more only when run in-process)
+    # Screenshots rewritten behind unchanged search files (run/evidence.py): no row of this load may
+    # take their new hash, which the store does not receive.
+    keep_loaded: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -223,28 +235,52 @@ def _field(src: dict[str, Any], key: str, rel: str, warnings: list[tuple[str, st
         return None
 
 
+def _orjson_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _exact_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _around_licenses(doc: dict[str, Any], result: dict[str, Any], dumps: Dumps) -> tuple[str, str]:
+    """The document as JSON text up to and after its licenses array, serialised once: each row's
+    raw is head + [its license] + tail, so N licenses never cost N copies of the whole file."""
+    text = dumps({**doc, "search_result": {**result, "licenses": HOLE}})
+    at = text.index(f'"{HOLE}"')
+    return text[:at], text[at + len(HOLE) + 2:]
+
+
 def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str, Any], tz: ZoneInfo,
-              warnings: list[tuple[str, str, str]]) -> Any:
+              warnings: list[tuple[str, str, str]]) -> tuple[Any, str, str]:
+    """Append the file's rows; returns (source_image_file, raw head, raw tail)."""
     meta, result, licenses = _shape(doc)
     if b"\\u0000" in data:
         doc = strip_nul(doc)
         meta, result, licenses = _shape(doc)
-    # raw is written from the parsed document, not copied from the file: that costs ~2 µs and
-    # guarantees jsonb can hold it (a number like 1e-16384 is valid JSON but not a numeric).
-    raw = orjson.dumps(doc).decode()
     name = _required_text(meta, "pharmacy_name")
     state = _required_text(meta, "state").upper()
     if state not in STATES:
         raise Rejected("invalid_state", f"metadata.state {state[:20]!r} is not a US state or territory code")
     ts = _timestamp_us(meta.get("search_timestamp"), tz)
     status = (_field(result, "result_status", rel, warnings) or "").replace("\x00", "").strip() or None
+    # raw is written from the parsed document, not copied from the file: that guarantees jsonb can
+    # hold it (a number like 1e-16384 is valid JSON but not a numeric).
+    dumps: Dumps = _orjson_text
+    exact = licenses
     if any(isinstance(lic.get("license_number"), float) for lic in licenses):
         licenses = _licenses_with_exact_numbers(data)
-        raw = json.dumps(strip_nul(json.loads(data)), ensure_ascii=False)  # integers past 64 bits, exactly
-    real = [lic for lic in licenses if not _is_placeholder(lic)]
-    if not real:
-        out.append((file_id, 0, name, state, ts, *(None,) * 10, status or "not_found", raw))
-    for i, lic in enumerate(real):
+        doc = strip_nul(json.loads(data))  # integers past 64 bits, exactly
+        meta, result, exact = _shape(doc)
+        dumps = _exact_text
+    real = [i for i, lic in enumerate(licenses) if not _is_placeholder(lic)]
+    if not real:  # a "no results" row keeps the document as it is
+        out.append((file_id, 0, name, state, ts, *(None,) * 10, status or "not_found", ""))
+        return meta.get("source_image_file"), dumps(doc), ""
+    # The common search of one license: its raw is the document as it is, serialised once.
+    head, tail = (dumps(doc), "") if len(licenses) == 1 else _around_licenses(doc, result, dumps)
+    for i, at in enumerate(real):
+        lic = licenses[at]
         addr = lic.get("address")
         if not isinstance(addr, dict):
             addr = {}
@@ -255,9 +291,9 @@ def _add_file(out: list[Row], file_id: int, rel: str, data: bytes, doc: dict[str
             _field(addr, "street", rel, warnings), _field(addr, "city", rel, warnings),
             _field(addr, "state", rel, warnings), _field(addr, "zip_code", rel, warnings),
             _field(lic, "issue_date", rel, warnings), _field(lic, "expiration_date", rel, warnings),
-            status or "found", raw,
+            status or "found", dumps([exact[at]]) if tail else "",
         ))
-    return meta.get("source_image_file")
+    return meta.get("source_image_file"), head, tail
 
 
 def parse_chunk(task: ParseTask) -> ParsedChunk:
@@ -266,13 +302,14 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
     out: list[Row] = []
     file_ids: list[int] = []
     sources: list[str | None] = []
+    docs: list[tuple[str, str]] = []
     rejects: list[tuple[str, str, str]] = []
     warnings: list[tuple[str, str, str]] = []
     for file_id, path, rel in zip(task.file_ids, task.paths, task.rels, strict=True):
         mark = len(out)
         try:
             data, doc = _load(path, task.max_json_bytes)
-            source = _add_file(out, file_id, rel, data, doc, tz, warnings)
+            source, *doc_text = _add_file(out, file_id, rel, data, doc, tz, warnings)
         except Rejected as exc:
             del out[mark:]
             rejects.append((rel, exc.code, exc.detail))
@@ -283,23 +320,31 @@ def parse_chunk(task: ParseTask) -> ParsedChunk:
         file_ids.append(file_id)
         source = source.replace("\x00", "").strip() if isinstance(source, str) else None
         sources.append(source or None)
+        docs.append((doc_text[0], doc_text[1]))
     columns = [list(col) for col in zip(*out, strict=True)] if out else [[] for _ in ROW_SCHEMA]
     rows = pl.DataFrame(dict(zip(ROW_SCHEMA, columns, strict=True)), schema=ROW_SCHEMA)
-    files = pl.DataFrame({"file_id": file_ids, "source_image": sources}, schema=FILE_SCHEMA)
+    heads, tails = ([list(col) for col in zip(*docs, strict=True)] if docs else [[], []])
+    files = pl.DataFrame({"file_id": file_ids, "source_image": sources, "raw_head": heads, "raw_tail": tails},
+                         schema=FILE_SCHEMA)
     return ParsedChunk(rows=rows, files=files, rejects=rejects, warnings=warnings)
 
 
 def parse_and_prepare(task: ParseTask) -> frame.Prepared:
     """The worker's whole job for a chunk: parse; find and hash each screenshot; clean, dedup and
-    serialise the rows for COPY."""
+    serialise the rows for COPY, each with its screenshot's hash."""
     chunk = parse_chunk(task)
     rels = dict(zip(task.file_ids, task.rels, strict=True))
-    prepared = frame.prepare(chunk.rows, chunk.files, rels, task.want_canon)
-    prepared.rejects = chunk.rejects
-    prepared.warnings = chunk.warnings + prepared.warnings
+    shots: pl.DataFrame | None = None
+    missing: list[tuple[str, str, str]] = []
     if task.roots is not None:
         ids = chunk.files["file_id"].to_list()
-        prepared.images, missing = images.describe_files(ids, chunk.files["source_image"].to_list(),
-                                                         [rels[i] for i in ids], task.roots, task.hash_threads)
-        prepared.warnings += missing
+        shots, missing = images.describe_files(ids, chunk.files["source_image"].to_list(),
+                                               [rels[i] for i in ids], task.roots, task.hash_threads)
+    hashed = shots
+    if shots is not None and task.keep_loaded:
+        hashed = shots.filter(~pl.col("image_rel").is_in(list(task.keep_loaded)))
+    prepared = frame.prepare(chunk.rows, chunk.files, rels, task.want_canon, hashed)
+    prepared.images = shots
+    prepared.rejects = chunk.rejects
+    prepared.warnings = chunk.warnings + prepared.warnings + missing
     return prepared

@@ -191,6 +191,20 @@ def test_newest_search_wins_within_one_load(settings: Settings, scrape: Scrape, 
         (datetime(2025, 8, 4, 14, 0, tzinfo=UTC),)]
 
 
+@pytest.mark.parametrize("chunk_files", [2000, 1], ids=["one-chunk", "chunk-per-file"])
+def test_a_tie_within_one_load_goes_to_the_first_file_in_path_order(settings: Settings, scrape: Scrape, dsn: str,
+                                                                     chunk_files: int) -> None:
+    """Equal search_ts, across chunks too: the first file in path order wins; the report counts rows
+    parsed and the one row per key the merge read."""
+    for folder, status in (("2025-08-05", "Later folder"), ("2025-08-03", "First folder"), ("2025-08-04", "Middle")):
+        scrape.search(f"{folder}/PA/Belmar_01", document(ts="2025-08-03T14:00:00", licenses=[
+            license_(license_status=status), license_(license_number=f"X-{folder}")]))
+    rep = pipeline.run(settings.replace(chunk_files=chunk_files))
+    assert (rep.rows_parsed, rep.rows_distinct, rep.rows_inserted) == (6, 4, 4)
+    assert by_license(dsn, "license_status")["NP002169"] == "First folder"
+    assert "(one per key: 4 of 6 parsed)" in rep.render()
+
+
 def test_newest_search_wins_across_loads_and_equal_or_older_changes_nothing(settings: Settings, tmp_path: Path,
                                                                            dsn: str) -> None:
     day3, day4, again = Scrape(tmp_path / "d3"), Scrape(tmp_path / "d4"), Scrape(tmp_path / "again")

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import polars as pl
 import pytest
 
-from loader.scan import parse
+from loader.scan import frame, parse
 from tests.scrape import PLACEHOLDER, document, license_, with_metadata, with_result, without
 
 BOM = b"\xef\xbb\xbf"
@@ -150,9 +151,9 @@ def test_parse_chunk_strips_nul_from_columns_meta_and_raw(tmp_path: Path) -> Non
     doc = document(name="Bel\u0000mar", licenses=[license_(license_status="Act\u0000ive")], note="x\u0000y")
     doc["debug_info"] = {"parser\u0000strategy": "Re\u0000gex"}
     chunk = _one(tmp_path, doc)
-    row = chunk.rows.row(0, named=True)
+    row = _whole(chunk).row(0, named=True)
     assert (row["search_name"], row["license_status"]) == ("Belmar", "Active")
-    raw = orjson.loads(row["raw"])  # meta is raw's metadata object, taken in the merge
+    raw = orjson.loads(row["raw"])  # meta is raw's metadata object, taken by the server
     assert raw["metadata"]["pharmacy_name"] == "Belmar" and raw["metadata"]["note"] == "xy"
     assert raw["debug_info"] == {"parserstrategy": "Regex"}
     assert "\x00" not in row["raw"] and "\\u0000" not in row["raw"]
@@ -162,7 +163,28 @@ def test_parse_chunk_accepts_a_bom(tmp_path: Path) -> None:
     doc = document()
     chunk = _one(tmp_path, BOM + orjson.dumps(doc))
     assert chunk.rejects == []
-    assert orjson.loads(chunk.rows["raw"][0]) == doc
+    assert orjson.loads(_whole(chunk)["raw"][0]) == doc
+
+
+def _whole(chunk: parse.ParsedChunk) -> pl.DataFrame:
+    """The chunk's rows with meta and raw as the loader stages them."""
+    return frame.with_raw(chunk.rows.rename({"file_id": "file_order"}), chunk.files)
+
+
+def test_raw_holds_the_document_with_only_the_rows_own_license(tmp_path: Path) -> None:
+    """FORMAT.md: each row's raw is the file with licenses reduced to its own; a file's rows together
+    cost about the file's size; a no-results row keeps the document as it is."""
+    lics = [license_(license_number=f"N{i}") for i in range(3)]
+    doc = document(licenses=[lics[0], PLACEHOLDER, *lics[1:]])
+    doc["debug_info"] = {"after": "licenses"}
+    rows = _whole(_one(tmp_path, doc))
+    assert rows["license_number"].to_list() == ["N0", "N1", "N2"]
+    for number, text in zip(rows["license_number"], rows["raw"], strict=True):
+        raw = orjson.loads(text)
+        assert raw["search_result"]["licenses"] == [lics[int(number[1:])]]
+        assert {**raw, "search_result": {**raw["search_result"], "licenses": doc["search_result"]["licenses"]}} == doc
+    empty = document(licenses=[])
+    assert orjson.loads(_whole(_one(tmp_path / "e", empty))["raw"][0]) == empty
 
 
 @pytest.mark.parametrize(("ts", "tz", "expected"), [

@@ -25,7 +25,7 @@ from tests.scrape import document, license_
 
 REASONS = frozenset({"invalid_json", "invalid_shape", "missing_field", "invalid_state", "invalid_timestamp",
                      "too_large", "unreadable"})
-TEXT_COLUMNS = ("search_name", "search_state", *frame.TEXT_COLUMNS, "raw")
+TEXT_COLUMNS = ("search_name", "search_state", *frame.TEXT_COLUMNS, "licenses_json")
 ASCII_SPACE = " \t\n\r\x0b\x0c"
 BOM = b"\xef\xbb\xbf"
 ZONES = ("UTC", "America/New_York", "Asia/Kathmandu", "Pacific/Kiritimati", "America/St_Johns")
@@ -240,16 +240,22 @@ def _check_parsed(chunk: parse.ParsedChunk, hostile: bytes, max_json_bytes: int,
     good = rows.filter(pl.col("file_id") != 1).select("file_id", "search_name", "search_state", "license_number")
     assert good.rows() == [(0, "Good Before", "FL", "BEFORE-1"), (2, "Good After", "TX", "AFTER-1"),
                            (2, "Good After", "TX", "AFTER-2")]
-    for row in rows.filter(pl.col("file_id") == 1).iter_rows(named=True):
+    whole = frame.with_raw(rows.rename({"file_id": "file_order"}), chunk.files)
+    for row in whole.filter(pl.col("file_order") == 1).iter_rows(named=True):
         assert row["search_state"] in parse.STATES
         assert row["search_name"] and row["search_name"] == row["search_name"].strip() and "\x00" not in row[
             "search_name"]
         assert isinstance(row["search_ts_us"], int)
         text = row["raw"]
         assert "\x00" not in text and "\\u0000" not in text
-        assert isinstance(orjson.loads(text)["metadata"], dict)
-        body = hostile.removeprefix(BOM)
-        assert orjson.loads(row["raw"]) == _without_nul(orjson.loads(body)), "raw is the whole file, less NULs"
+        got = orjson.loads(text)
+        assert isinstance(got["metadata"], dict)
+        want = _without_nul(orjson.loads(hostile.removeprefix(BOM)))
+        listed = want["search_result"].get("licenses")
+        if got["search_result"].get("licenses") != listed:  # a found row: its own license, no other
+            assert len(got["search_result"]["licenses"]) == 1 and got["search_result"]["licenses"][0] in listed
+            got["search_result"]["licenses"] = listed
+        assert got == want, "raw is the file, less NULs, with licenses reduced to the row's own"
     return 1 in loaded
 
 
