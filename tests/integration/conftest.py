@@ -24,9 +24,10 @@ def storage_server(admin_dsn: str, tmp_path_factory: pytest.TempPathFactory,
     for server in storage_kit.serve(admin_dsn, tmp_path_factory.mktemp("storage")):
         line = f"supabase storage server: {server.version} at {server.storage_url}"
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(line)
-        print(line)
+        capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():  # in the test log, whatever the capture mode
+                reporter.write_line(line)
         yield server
 
 

@@ -123,8 +123,12 @@ class FaultProxy:
         self._ready.set()
         try:
             self._loop.run_forever()
-        finally:
+        finally:  # open connections end with their tasks, while the loop still runs
             server.close()
+            tasks = asyncio.all_tasks(self._loop)
+            for task in tasks:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
             self._loop.close()
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -175,7 +179,7 @@ class FaultProxy:
                 self._note(method, path, code)
                 writer.write(rhead + rbody)
                 await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):  # cancelled: at stop
             return
         finally:
             writer.close()
