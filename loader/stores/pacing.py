@@ -1,0 +1,90 @@
+"""How many storage requests to have in flight: found as the load goes, not fixed in advance.
+
+A fixed number is wrong everywhere but where it was tuned: near the server, 10 requests at a time
+keep it busy; 80 ms away, each request spends most of its time on the wire and 10 at a time pay
+that latency per screenshot; behind a rate limit, too many at a time earn 429s. The Pacer starts
+low, grows while requests come back as fast as the fastest seen lately and without errors (doubling
+at first, then one more per round trip), and multiplies the limit by BACKOFF on a 429, a 5xx or a
+dropped connection, at most once per round trip (a burst of refusals is one signal). It never goes
+above the ceiling the user set (--max-concurrent-uploads) nor below one.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+START = 4
+BACKOFF = 0.7
+TOLERANCE = 2.0  # a round trip up to this many times the fastest recent one is not "the server queues"
+MIN_WINDOW = 200  # requests after which the fastest round trip is forgotten (the network may change)
+
+
+class Pacer:
+    """A concurrency limit that adapts; `slot()` holds one request's place."""
+
+    def __init__(self, ceiling: int, start: int = START, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ceiling = max(1, ceiling)
+        self.limit = float(min(start, self.ceiling))
+        self.in_flight = 0
+        self.slow_start = True
+        self.fastest: float | None = None
+        self.fastest_next: float | None = None
+        self.seen = 0
+        self.last_backoff = -1e9
+        self.full_at = -1e9
+        self.peak = int(self.limit)
+        self.backoffs = 0
+        self._clock = clock
+        self._cond = threading.Condition()
+
+    def acquire(self) -> float:
+        """Wait for a place; returns the time the request starts."""
+        with self._cond:
+            while self.in_flight >= int(self.limit):
+                self._cond.wait()
+            self.in_flight += 1
+            now = self._clock()
+            if self.in_flight >= int(self.limit):
+                self.full_at = now
+            return now
+
+    def release(self, started: float, ok: bool) -> None:
+        """A request is done: ok, or refused/failed in a way that says slow down (429, 5xx, dropped)."""
+        now = self._clock()
+        took = now - started
+        with self._cond:
+            busy = self.full_at >= started  # the limit was reached while this request ran: it held us back
+            self.in_flight -= 1
+            if ok:
+                self._note(took)
+                if busy and self.fastest is not None and took <= TOLERANCE * self.fastest:
+                    self.limit = min(self.ceiling, self.limit + (1.0 if self.slow_start else 1.0 / self.limit))
+                    self.peak = max(self.peak, int(self.limit))
+            elif now - self.last_backoff > (self.fastest or 0.0) * TOLERANCE:
+                self.limit = max(1.0, self.limit * BACKOFF)
+                self.slow_start = False
+                self.last_backoff = now
+                self.backoffs += 1
+            self._cond.notify_all()
+
+    def _note(self, took: float) -> None:
+        """Track the fastest round trip of the last MIN_WINDOW..2*MIN_WINDOW requests."""
+        self.fastest = took if self.fastest is None else min(self.fastest, took)
+        self.fastest_next = took if self.fastest_next is None else min(self.fastest_next, took)
+        self.seen += 1
+        if self.seen >= MIN_WINDOW:
+            self.fastest, self.fastest_next, self.seen = self.fastest_next, None, 0
+
+    @contextmanager
+    def slot(self, slow_down: Callable[[BaseException], bool]) -> Iterator[None]:
+        """Hold a place for one request; an exception for which slow_down is true backs off."""
+        started = self.acquire()
+        try:
+            yield
+        except BaseException as exc:
+            self.release(started, ok=not slow_down(exc))
+            raise
+        self.release(started, ok=True)
