@@ -4,9 +4,12 @@ A fixed number is wrong everywhere but where it was tuned: near the server, 10 r
 keep it busy; 80 ms away, each request spends most of its time on the wire and 10 at a time pay
 that latency per screenshot; behind a rate limit, too many at a time earn 429s. The Pacer starts
 low, grows while requests come back as fast as the fastest seen lately and without errors (doubling
-at first, then one more per round trip), and multiplies the limit by BACKOFF on a 429, a 5xx or a
-dropped connection, at most once per round trip (a burst of refusals is one signal). It never goes
-above the ceiling the user set (--max-concurrent-uploads) nor below one.
+at first), and multiplies the limit by BACKOFF on a 429, a 5xx or a dropped connection, at most once
+per round trip (a burst of refusals is one signal). After the first refusal it grows by one at a
+time, at most every STEP seconds (a rate limit counts requests per second, not per round trip: near
+the server, round trips of a few ms would otherwise overrun it many times a second), and every
+CAREFUL_STEP seconds once near the limit it was refused at. It never goes above the ceiling the user
+set (--max-concurrent-uploads) nor below one.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ START = 4
 BACKOFF = 0.7
 TOLERANCE = 2.0  # a round trip up to this many times the fastest recent one is not "the server queues"
 MIN_WINDOW = 200  # requests after which the fastest round trip is forgotten (the network may change)
+STEP = 0.1
+CAREFUL_STEP = 1.0
 
 
 class Pacer:
@@ -35,6 +40,8 @@ class Pacer:
         self.seen = 0
         self.last_backoff = -1e9
         self.full_at = -1e9
+        self.last_growth = -1e9
+        self.refused_at = float(self.ceiling)
         self.peak = int(self.limit)
         self.backoffs = 0
         self._clock = clock
@@ -61,14 +68,26 @@ class Pacer:
             if ok:
                 self._note(took)
                 if busy and self.fastest is not None and took <= TOLERANCE * self.fastest:
-                    self.limit = min(self.ceiling, self.limit + (1.0 if self.slow_start else 1.0 / self.limit))
-                    self.peak = max(self.peak, int(self.limit))
+                    self._grow(now)
             elif now - self.last_backoff > (self.fastest or 0.0) * TOLERANCE:
+                self.refused_at = self.limit
                 self.limit = max(1.0, self.limit * BACKOFF)
                 self.slow_start = False
-                self.last_backoff = now
+                self.last_backoff = self.last_growth = now
                 self.backoffs += 1
             self._cond.notify_all()
+
+    def _grow(self, now: float) -> None:
+        if self.slow_start:
+            self.limit = min(self.ceiling, self.limit + 1.0)
+        else:
+            near = abs(self.limit + 1 - self.refused_at) <= max(1.0, 0.1 * self.refused_at)
+            step = CAREFUL_STEP if near else max(STEP, TOLERANCE * (self.fastest or 0.0))
+            if now - self.last_growth < step:
+                return
+            self.limit = min(self.ceiling, self.limit + 1.0)
+            self.last_growth = now
+        self.peak = max(self.peak, int(self.limit))
 
     def _note(self, took: float) -> None:
         """Track the fastest round trip of the last MIN_WINDOW..2*MIN_WINDOW requests."""

@@ -31,6 +31,8 @@ log = logging.getLogger("pharmload")
 PREFIX = "sha256/"
 PAGE = 1000
 DELETE_BATCH = 1000  # keys per bulk removal: the Storage API's limit per request
+THROTTLED_TRIES = 3
+MAX_DELAY = 10.0  # seconds: the longest wait before a retry
 
 
 def _status(exc: BaseException) -> int | None:
@@ -85,21 +87,29 @@ class SupabaseStore:
         self.retries = 0
 
     def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """fn with backoff and full jitter on transient faults; anything else raises at once."""
-        for attempt in range(1, self.attempts + 1):
+        """fn with backoff and full jitter on transient faults; anything else raises at once. A 429
+        says "later", not "broken": those get THROTTLED_TRIES times the attempts of other faults."""
+        failures = throttled = 0
+        while True:
             try:
                 with self.pacer.slot(_transient):
                     return fn(*args, **kwargs)
             except Exception as exc:
-                if not _transient(exc) or attempt == self.attempts:
+                if not _transient(exc):
+                    raise
+                if _status(exc) == 429:
+                    throttled += 1
+                else:
+                    failures += 1
+                if failures >= self.attempts or throttled >= THROTTLED_TRIES * self.attempts:
                     raise
                 with self._lock:
                     self.retries += 1
-                delay = random.uniform(0, self.base_delay * 2 ** (attempt - 1))
-                log.warning("storage %s: %s; retry %d of %d in %.1fs", what, str(exc)[:120], attempt,
-                            self.attempts - 1, delay)
+                tries = failures + throttled
+                delay = random.uniform(0, min(MAX_DELAY, self.base_delay * 2 ** (tries - 1)))
+                log.warning("storage %s: %s; retry %d of %d in %.1fs", what, str(exc)[:120], tries,
+                            (THROTTLED_TRIES if throttled else 1) * self.attempts - 1, delay)
                 time.sleep(delay)
-        raise AssertionError("unreachable")
 
     def ensure_bucket(self) -> None:
         """Create the bucket, private, when it does not exist."""

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from loader.stores.pacing import BACKOFF, START, Pacer
+from loader.stores.pacing import BACKOFF, CAREFUL_STEP, START, Pacer
 
 
 class Clock:
@@ -58,7 +58,16 @@ def test_a_refusal_multiplies_the_limit_once_per_round_trip_and_ends_the_doublin
     assert pacer.limit == pytest.approx(before * BACKOFF) and pacer.backoffs == 1
     after = pacer.limit
     round_trip(pacer, clock, 0.02)
-    assert after < pacer.limit <= after + 1  # now one more per round trip, not double
+    assert pacer.limit == after  # none in the round trip right after a refusal
+    for _ in range(5):  # 0.1 s
+        round_trip(pacer, clock, 0.02)
+    assert pacer.limit == after + 1  # then one more per STEP, not per round trip, nor double
+    while pacer.limit + 1 < before:
+        round_trip(pacer, clock, 0.02)
+    reached, started = pacer.limit, clock.now
+    while pacer.limit == reached:
+        round_trip(pacer, clock, 0.02)
+    assert clock.now - started >= CAREFUL_STEP  # near where it was refused: one more per second
 
 
 def test_it_never_goes_below_one_and_recovers() -> None:
