@@ -9,7 +9,8 @@ per round trip (a burst of refusals is one signal). After the first refusal it g
 time, at most every STEP seconds (a rate limit counts requests per second, not per round trip: near
 the server, round trips of a few ms would otherwise overrun it many times a second), and every
 CAREFUL_STEP seconds once near the limit it was refused at. It never goes above the ceiling the user
-set (--max-concurrent-uploads) nor below one.
+set (--max-concurrent-uploads). Below one it spaces the requests out (a fast server behind a rate
+limit refuses even one request at a time: 5 ms round trips are 200 requests/s).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ TOLERANCE = 2.0  # a round trip up to this many times the fastest recent one is 
 MIN_WINDOW = 200  # requests after which the fastest round trip is forgotten (the network may change)
 STEP = 0.1
 CAREFUL_STEP = 1.0
+FLOOR = 0.05  # below 1: one request at a time, 1/limit round trips from one start to the next
 
 
 class Pacer:
@@ -40,7 +42,7 @@ class Pacer:
         self.seen = 0
         self.last_backoff = -1e9
         self.full_at = -1e9
-        self.last_growth = -1e9
+        self.last_growth = self.last_start = -1e9
         self.refused_at = float(self.ceiling)
         self.peak = int(self.limit)
         self.backoffs = 0
@@ -48,12 +50,19 @@ class Pacer:
         self._cond = threading.Condition()
 
     def acquire(self) -> float:
-        """Wait for a place; returns the time the request starts."""
+        """Wait for a place (and, below one request at a time, for the gap); returns the start time."""
         with self._cond:
-            while self.in_flight >= int(self.limit):
-                self._cond.wait()
+            while True:
+                if self.in_flight >= max(1, int(self.limit)):
+                    self._cond.wait()
+                    continue
+                gap = (self.fastest or 0.0) / self.limit if self.limit < 1 else 0.0  # from start to start
+                left = self.last_start + gap - self._clock()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
             self.in_flight += 1
-            now = self._clock()
+            now = self.last_start = self._clock()
             if self.in_flight >= int(self.limit):
                 self.full_at = now
             return now
@@ -71,7 +80,7 @@ class Pacer:
                     self._grow(now)
             elif now - self.last_backoff > (self.fastest or 0.0) * TOLERANCE:
                 self.refused_at = self.limit
-                self.limit = max(1.0, self.limit * BACKOFF)
+                self.limit = max(FLOOR, self.limit * BACKOFF)
                 self.slow_start = False
                 self.last_backoff = self.last_growth = now
                 self.backoffs += 1
@@ -85,7 +94,7 @@ class Pacer:
             step = CAREFUL_STEP if near else max(STEP, TOLERANCE * (self.fastest or 0.0))
             if now - self.last_growth < step:
                 return
-            self.limit = min(self.ceiling, self.limit + 1.0)
+            self.limit = min(self.ceiling, self.limit + 1.0 if self.limit >= 1 else min(1.0, self.limit / BACKOFF))
             self.last_growth = now
         self.peak = max(self.peak, int(self.limit))
 

@@ -6,10 +6,11 @@ Driven with a fake clock, so every round trip takes exactly what the test says.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
-from loader.stores.pacing import BACKOFF, CAREFUL_STEP, START, Pacer
+from loader.stores.pacing import BACKOFF, CAREFUL_STEP, FLOOR, START, Pacer
 
 
 class Clock:
@@ -70,13 +71,31 @@ def test_a_refusal_multiplies_the_limit_once_per_round_trip_and_ends_the_doublin
     assert clock.now - started >= CAREFUL_STEP  # near where it was refused: one more per second
 
 
-def test_it_never_goes_below_one_and_recovers() -> None:
+def test_below_one_it_spaces_requests_out_and_recovers() -> None:
+    pacer = Pacer(8)
+
+    def request(ok: bool) -> None:  # a round trip of 20 ms
+        started = pacer.acquire()
+        time.sleep(0.02)
+        pacer.release(started, ok)
+
+    request(ok=True)
+    for _ in range(3):
+        pacer.last_backoff = -1e9
+        request(ok=False)
+    assert pacer.limit == pytest.approx(4 * BACKOFF**3)
+    pacer.limit = 0.06
+    request(ok=False)
+    assert pacer.limit == FLOOR  # never less than one request every 20 round trips
+    pacer.limit = 0.5
+    started = time.monotonic()
+    for _ in range(3):
+        request(ok=True)
+    assert time.monotonic() - started >= 3 * 0.02 + 2 * 0.015  # and a gap of about a round trip between
     clock = Clock()
     pacer = Pacer(8, clock=clock)
-    for _ in range(20):
-        round_trip(pacer, clock, 1.0, ok=False)
-    assert pacer.limit == 1
-    for _ in range(30):
+    pacer.limit, pacer.slow_start, pacer.refused_at = 1.0, False, 1.0
+    for _ in range(40):
         round_trip(pacer, clock, 0.05)
     assert pacer.limit > 2
 
