@@ -35,7 +35,6 @@ from benchmarks.harness.server import Server
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
-MARK = "<!-- supabase-uploads -->", "<!-- /supabase-uploads -->"
 
 
 @dataclass(frozen=True)
@@ -154,11 +153,14 @@ def table(results: dict[tuple[str, float, str], list[Run]], sizes: list[tuple[in
     return "\n".join(lines) + f"\n\nRuns per cell: {len(runs)}{note}.\n"
 
 
-def update_results(text: str) -> None:
+def update_results(text: str, rate_limit: float | None) -> None:
+    """Replace this kind of run's block of RESULTS.md (one without a rate limit, one per rate limit)."""
+    name = "supabase-uploads" + (f" rate-limit={rate_limit:g}" if rate_limit else "")
+    mark = f"<!-- {name} -->", f"<!-- /{name} -->"
     current = RESULTS.read_text()
-    block = f"{MARK[0]}\n{text}{MARK[1]}"
-    if MARK[0] in current:
-        current = re.sub(re.escape(MARK[0]) + ".*?" + re.escape(MARK[1]), lambda _: block, current, flags=re.S)
+    block = f"{mark[0]}\n{text}{mark[1]}"
+    if mark[0] in current:
+        current = re.sub(re.escape(mark[0]) + ".*?" + re.escape(mark[1]), lambda _: block, current, flags=re.S)
     else:
         current = current.rstrip("\n") + "\n\n" + block + "\n"
     RESULTS.write_text(current)
@@ -208,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     if a.update_results:
-        update_results(text)
+        update_results(text, a.rate_limit)
     return 0
 
 
