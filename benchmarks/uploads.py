@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
 
     kit = storage_kit.kit()
     if kit is None:
-        print(f"bench-supabase skipped: {storage_kit.ABSENT}")
+        print(f"bench-supabase skipped: {storage_kit.absent()}")
         return 0
     sizes = [(int(f), int(b)) for f, b in (s.split(":") for s in a.sizes.split(","))]
     latencies = [float(x) for x in a.latencies.split(",")]

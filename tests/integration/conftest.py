@@ -20,7 +20,7 @@ def storage_server(admin_dsn: str, tmp_path_factory: pytest.TempPathFactory,
     """The real Storage server, built (cached) and started once per test run; skipped, saying why,
     where the kit is absent."""
     if storage_kit.kit() is None:
-        pytest.skip(storage_kit.ABSENT)
+        pytest.skip(storage_kit.absent())
     for server in storage_kit.serve(admin_dsn, tmp_path_factory.mktemp("storage")):
         line = f"supabase storage server: {server.version} at {server.storage_url}"
         reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")

@@ -29,9 +29,15 @@ if TYPE_CHECKING:
     from loader.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
-ABSENT = ("the Supabase Storage kit is absent (looked for $PHARMLOAD_STORAGE_KIT, ../shared/supabase-storage "
-          "beside the checkout, /work/shared/supabase-storage): the tests against the real Storage server "
-          "are skipped")
+
+
+def absent() -> str:
+    """Why the tests against the real server skip: where the kit was looked for."""
+    given = os.environ.get("PHARMLOAD_STORAGE_KIT")
+    where = (f"PHARMLOAD_STORAGE_KIT={given} has no build.sh" if given else
+             "looked in ../shared/supabase-storage beside the checkout and /work/shared/supabase-storage; "
+             "set PHARMLOAD_STORAGE_KIT")
+    return f"the Supabase Storage kit is absent ({where}): the tests against the real Storage server are skipped"
 
 
 def kit() -> Path | None:
@@ -113,7 +119,7 @@ def serve(admin_dsn: str, state: Path, kit_dir: Path | None = None) -> Iterator[
 
     kit_dir = kit_dir or kit()
     if kit_dir is None:
-        raise FileNotFoundError(ABSENT)
+        raise FileNotFoundError(absent())
     build_dir = build(kit_dir)
     name = f"pharmload_storage_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
@@ -146,7 +152,7 @@ def main() -> int:
     """Build the server ahead of the suite (.ci/run); where the kit is absent, say so and succeed."""
     found = kit()
     if found is None:
-        print(f"note: {ABSENT}")
+        print(f"note: {absent()}")
         return 0
     dest = build(found)
     print(f"supabase storage server: {version(found, dest)} built in {dest}")
