@@ -67,6 +67,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--latencies", default="0,20,80", help="milliseconds added per request by the proxy")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--contenders", default="main@10,this@64", help="REV@N[,...]; REV `this` is the working tree")
+    p.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up run of each contender")
     p.add_argument("--rate-limit", type=float, default=None, help="the proxy answers 429 beyond this many requests/s")
     p.add_argument("--work-dir", type=Path, default=Path(f"/var/tmp/pharmload-bench-uploads-{os.getuid()}"))
     p.add_argument("--corpus-dir", type=Path, default=Path("/var/tmp/pharmload-bench-corpus"))
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             corpus = ensure_corpus(a.corpus_dir, files, size, 1, "realistic")
             name = f"{files}:{size}"
             shots[name] = len({p for p in corpus.expected.images})
-            for c in contenders:  # untimed warm-up
+            for c in [] if a.no_warmup else contenders:  # untimed warm-up
                 one_run(c, sources[c.rev], corpus.root, pg, storage, 0, None, a.work_dir, state)
             for lat in latencies:
                 for i in range(a.runs):
