@@ -202,9 +202,12 @@ def main(argv: list[str] | None = None) -> int:
                         results.setdefault((name, lat, c.label), []).append(run)
                         log(f"{name} {lat:g} ms {c.label} run {i + 1}: {run.rate:.0f} images/s, lost {run.lost}, "
                             f"429s {run.throttled}/{run.requests}")
-    text = (f"First Supabase load through the fault proxy, real Storage server ({kit.name}: "
-            f"{storage_kit.version(kit, storage_kit.build(kit))}); `python -m benchmarks.uploads "
-            f"{' '.join(argv if argv is not None else sys.argv[1:])}`\n\n"
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
+                          text=True).stdout.strip()
+    text = (f"First Supabase load through the fault proxy, real Storage server "
+            f"{storage_kit.version(kit, storage_kit.build(kit))}; `python -m benchmarks.uploads "
+            f"{' '.join(argv if argv is not None else sys.argv[1:])}` "
+            f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, at {head})\n\n"
             + table(results, sizes, shots, latencies, contenders, a.rate_limit))
     print(text)
     out = REPO / "benchmarks" / "results" / "raw" / f"uploads-{time.strftime('%Y%m%d-%H%M%S')}.md"
