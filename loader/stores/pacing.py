@@ -3,8 +3,8 @@
 A fixed number is wrong everywhere but where it was tuned: near the server, 10 requests at a time
 keep it busy; 80 ms away, each request spends most of its time on the wire and 10 at a time pay
 that latency per screenshot; behind a rate limit, too many at a time earn 429s. The Pacer starts
-low, grows while requests come back as fast as the fastest seen lately and without errors (doubling
-at first), and multiplies the limit by BACKOFF on a 429, a 5xx or a dropped connection, at most once
+low, grows while requests come back about as fast as the fastest seen lately (within twice it plus
+25 ms) and without errors (doubling at first), and multiplies the limit by BACKOFF on a 429, a 5xx or a dropped connection, at most once
 per round trip (a burst of refusals is one signal). After the first refusal it grows by one at a
 time, at most every STEP seconds (a rate limit counts requests per second, not per round trip: near
 the server, round trips of a few ms would otherwise overrun it many times a second), and every
@@ -22,7 +22,8 @@ from contextlib import contextmanager
 
 START = 4
 BACKOFF = 0.7
-TOLERANCE = 2.0  # a round trip up to this many times the fastest recent one is not "the server queues"
+TOLERANCE = 2.0  # a round trip up to this many times the fastest recent one, plus SLACK, is not
+SLACK = 0.025  # "the server queues" (SLACK: near the server, a round trip of 5 ms doubles by itself)
 MIN_WINDOW = 200  # requests after which the fastest round trip is forgotten (the network may change)
 STEP = 0.1
 CAREFUL_STEP = 1.0
@@ -76,7 +77,7 @@ class Pacer:
             self.in_flight -= 1
             if ok:
                 self._note(took)
-                if busy and self.fastest is not None and took <= TOLERANCE * self.fastest:
+                if busy and self.fastest is not None and took <= TOLERANCE * self.fastest + SLACK:
                     self._grow(now)
             elif now - self.last_backoff > (self.fastest or 0.0) * TOLERANCE:
                 self.refused_at = self.limit

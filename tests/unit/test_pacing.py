@@ -45,7 +45,7 @@ def test_it_stops_growing_when_the_server_queues() -> None:
     pacer = Pacer(64, clock=clock)
     round_trip(pacer, clock, 0.01)
     reached = pacer.limit
-    round_trip(pacer, clock, 0.05)  # five times the fastest: more at a time would only wait longer
+    round_trip(pacer, clock, 0.08)  # eight times the fastest: more at a time would only wait longer
     assert pacer.limit == reached
 
 
