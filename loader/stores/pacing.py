@@ -1,16 +1,17 @@
 """How many storage requests to have in flight: found as the load goes, not fixed in advance.
 
 A fixed number is wrong everywhere but where it was tuned: near the server, 10 requests at a time
-keep it busy; 80 ms away, each request spends most of its time on the wire and 10 at a time pay
-that latency per screenshot; behind a rate limit, too many at a time earn 429s. The Pacer starts
-low, grows while requests come back about as fast as the fastest seen lately (within twice it plus
-25 ms) and without errors (doubling at first), and multiplies the limit by BACKOFF on a 429, a 5xx or a dropped connection, at most once
-per round trip (a burst of refusals is one signal). After the first refusal it grows by one at a
-time, at most every STEP seconds (a rate limit counts requests per second, not per round trip: near
-the server, round trips of a few ms would otherwise overrun it many times a second), and every
-CAREFUL_STEP seconds once near the limit it was refused at. It never goes above the ceiling the user
-set (--max-concurrent-uploads). Below one it spaces the requests out (a fast server behind a rate
-limit refuses even one request at a time: 5 ms round trips are 200 requests/s).
+keep it busy; 80 ms away, each request spends most of its time on the wire and 10 at a time pay that
+latency per screenshot; behind a rate limit, too many at a time earn 429s. The Pacer starts low,
+grows while requests come back about as fast as the fastest seen lately (within twice it plus 25 ms)
+and without errors (doubling at first), and multiplies the limit by BACKOFF on a 429, a 5xx or a
+dropped connection, at most once per round trip (a burst of refusals is one signal). After the first
+refusal it grows by one at a time, at most every STEP seconds (a rate limit counts requests per
+second, not per round trip: near the server, round trips of a few ms would otherwise overrun it many
+times a second), and every CAREFUL_STEP seconds once near the limit it was refused at. It never goes
+above the ceiling the user set (--max-concurrent-uploads). Below one it spaces the requests out (a
+fast server behind a rate limit refuses even one request at a time: 5 ms round trips are 200
+requests/s).
 """
 
 from __future__ import annotations
