@@ -11,7 +11,7 @@ TAG ?= $(IMPORT_TAG)
 DEMO_DIR ?= demo
 
 .PHONY: install lint test demo load-embedded load-local load-supabase import_scrape_states import_scrape_states_local \
-	bench bench-full clean
+	bench bench-full bench-supabase clean
 
 install: $(STAMP)
 
@@ -67,6 +67,13 @@ bench: install
 bench-full: install
 	$(BIN)/python -m benchmarks.harness $(BENCH_FLAGS) --sizes 515:100000,20000:20000,100000:2000 --runs 5 \
 		--memory-check 1000000:2000
+
+# Supabase uploads (issue 17): a first load of 2,000 screenshots @100 KB into the real Storage server
+# (../shared/supabase-storage) through our fault proxy with 0/20/80 ms added per request, the loader
+# before (main, 10 fixed) and now (adaptive, up to 64); skipped with a message where the kit is absent.
+bench-supabase: install
+	$(BIN)/python -m benchmarks.uploads --sizes 2000:100000 --latencies 0,20,80 --runs 3 \
+		--contenders main@10,this@64 $(if $(UPDATE_RESULTS),--update-results)
 
 clean:
 	rm -rf $(DEMO_DIR) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -120,8 +120,9 @@ OPTIONS: tuple[Option, ...] = (
        help="the Supabase project URL (storage); the key comes from SUPABASE_SERVICE_KEY only"),
     _o("--bucket", "images", STORE_USERS, "BUCKET", default="imagecache", metavar="NAME",
        help="the Supabase Storage bucket"),
-    _o("--max-concurrent-uploads", "images", frozenset({"load", "verify", "gc"}), type=int, default=10,
-       metavar="N", help="storage requests at a time (Supabase)"),
+    _o("--max-concurrent-uploads", "images", frozenset({"load", "verify", "gc"}), type=int, default=64,
+       metavar="N", help="at most this many storage requests at a time (Supabase); fewer while the server "
+       "answers slower or refuses (429/5xx)"),
     _o("--upload-timeout", "images", frozenset({"load", "verify", "gc"}), type=int, default=30,
        metavar="SECONDS", help="per storage request (Supabase)"),
     # safety

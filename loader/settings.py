@@ -47,7 +47,7 @@ class Settings:
     batch_size: int = 25
     chunk_files: int = 2000
     max_workers: int = 0
-    max_concurrent_uploads: int = 10
+    max_concurrent_uploads: int = 64
     debug_log: bool = False
     verify_writes: str = "off"
     stop_embedded: bool = True

@@ -1,25 +1,13 @@
 """drop, gc and status on the Supabase backend, against the real Supabase Storage server (the kit in
-../shared/supabase-storage), started once for this module on a fresh database of the test server."""
+../shared/supabase-storage; fixtures in tests/integration/conftest.py), a bucket of each test's own."""
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import os
 import random
-import re
-import shutil
-import socket
-import subprocess
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
-from urllib.parse import quote
 
 import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from loader.commands import admin, drop
 from loader.run import pipeline
@@ -41,67 +29,6 @@ from tests.support.lifecycle import (
     shot,
 )
 from tests.support.lifecycle import stored as bucket
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def _kit() -> Path | None:
-    """The kit: $PHARMLOAD_STORAGE_KIT, or ../shared/supabase-storage of this checkout or of the main
-    checkout when this is a git worktree."""
-    places = [Path(os.environ["PHARMLOAD_STORAGE_KIT"])] if os.environ.get("PHARMLOAD_STORAGE_KIT") else [
-        REPO.parent / "shared" / "supabase-storage"]
-    git = REPO / ".git"
-    if git.is_file():
-        places.append(Path(git.read_text().split(":", 1)[1].strip()).parents[2].parent / "shared" / "supabase-storage")
-    return next((p for p in places if (p / "build.sh").is_file()), None)
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def storage_server(admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(SUPABASE_URL, service key) of a real Storage server of our own."""
-    kit = _kit()
-    if kit is None:
-        pytest.skip("the Supabase Storage kit (../shared/supabase-storage) is absent; set PHARMLOAD_STORAGE_KIT")
-    commit = (kit / "SOURCE_COMMIT").read_text().strip()
-    build = Path(os.environ.get("PHARMLOAD_STORAGE_BUILD") or f"/var/tmp/pharmload-storage-build-{os.getuid()}")
-    build = build / commit[:12]
-    build.mkdir(parents=True, exist_ok=True)
-    with open(build.parent / f".{build.name}.lock", "w") as lock:  # the lock the other Supabase tests use
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        subprocess.run([str(kit / "build.sh"), str(build)], check=True, capture_output=True)
-    name = f"pharmload_storage_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    p = conninfo_to_dict(make_conninfo(admin_dsn, dbname=name))
-    host = str(p.get("host") or "127.0.0.1")
-    url = (f"postgresql://{quote(str(p.get('user') or 'postgres'))}@/{name}?host={quote(host, safe='/')}"
-           f"&port={p.get('port') or 5432}") if host.startswith("/") else make_conninfo(admin_dsn, dbname=name)
-    state = tmp_path_factory.mktemp("storage")
-    env = {**os.environ, "DATABASE_URL": url, "STORAGE_PORT": str(_port()), "PROXY_PORT": str(_port())}
-    try:
-        subprocess.run([str(kit / "run.sh"), str(build), str(state)], env=env, check=True, capture_output=True,
-                       timeout=120)
-        exports = dict(re.findall(r"^export (\w+)=(\S+)$", (state / "env.sh").read_text(), re.M))
-        yield exports["SUPABASE_URL"], (state / "service_role.jwt").read_text().strip()
-    finally:
-        subprocess.run([str(kit / "stop.sh"), str(state)], capture_output=True, timeout=60)
-        shutil.rmtree(state, ignore_errors=True)
-        with psycopg.connect(admin_dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture
-def supa(settings: Settings, storage_server: tuple[str, str]) -> Settings:
-    """Load settings for the Supabase backend, with a bucket of this test's own."""
-    url, key = storage_server
-    return settings.replace(backend="supabase", supabase_url=url, supabase_key=key,
-                            bucket=f"test-{uuid.uuid4().hex[:10]}", max_concurrent_uploads=4, retry_delay=0.01)
 
 
 def test_gc_after_a_drop_removes_exactly_the_screenshots_no_other_tag_uses(supa: Settings, scrape: Scrape,

@@ -1,5 +1,6 @@
 """The Supabase backend: a Supabase-shaped database role (through PgBouncer in transaction mode where the
-machine has it) and the Storage API's loopback stand-in, driven by the real `supabase` client."""
+machine has it) and the real Storage server (tests/support/storage_kit.py), behind our fault proxy
+(tests/support/faultproxy.py) where a test needs failures or wants to count requests."""
 
 from __future__ import annotations
 
@@ -22,16 +23,9 @@ from loader.run import pipeline
 from loader.settings import Settings
 from tests.conftest import manifest_text, query
 from tests.support import pgbouncer
-from tests.support.storage_standin import StorageStandin
-
-KEY = "service-key-" + uuid.uuid4().hex
-BUCKET = "imagecache"
-
-
-@pytest.fixture
-def standin() -> Iterator[StorageStandin]:
-    with StorageStandin(service_key=KEY) as s:
-        yield s
+from tests.support.faultproxy import FaultProxy
+from tests.support.lifecycle import stored
+from tests.support.storage_kit import StorageServer, supabase_settings
 
 
 @pytest.fixture
@@ -75,10 +69,28 @@ def corpus(tmp_path: Path) -> Path:
     return root
 
 
-def supabase_settings(settings: Settings, dsn: str, standin: StorageStandin, states_dir: Path) -> Settings:
-    return settings.replace(backend="supabase", dsn=dsn, supabase_url=standin.url, supabase_key=KEY,
-                            bucket=BUCKET, states_dir=states_dir, max_concurrent_uploads=4, retry_delay=0.01,
-                            statement_timeout_ms=600_000)
+def through(settings: Settings, proxy: FaultProxy, server: StorageServer, bucket: str, dsn: str,
+            states_dir: Path) -> Settings:
+    """Supabase settings for a load of states_dir into dsn, through the proxy to the real server."""
+    return supabase_settings(settings, proxy.url, server.key, bucket, dsn=dsn, states_dir=states_dir,
+                             statement_timeout_ms=600_000)
+
+
+def content_types(server: StorageServer, bucket: str) -> set[str]:
+    """The content types the server records for the bucket's objects."""
+    import httpx
+
+    got = httpx.post(f"{server.storage_url}/object/list-v2/{bucket}", json={"prefix": "sha256/", "limit": 1000},
+                     headers={"authorization": f"Bearer {server.key}"}).json()
+    return {o["metadata"]["mimetype"] for o in got["objects"]}
+
+
+def bucket_info(server: StorageServer, bucket: str) -> dict[str, Any]:
+    import httpx
+
+    info: dict[str, Any] = httpx.get(f"{server.storage_url}/bucket/{bucket}",
+                                     headers={"authorization": f"Bearer {server.key}"}).json()
+    return info
 
 
 def content(dsn: str) -> dict[str, Any]:
@@ -96,70 +108,92 @@ def local_store(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.png")}
 
 
-@pytest.mark.parametrize("through", ["direct", "transaction-pooler"])
+@pytest.mark.parametrize("path", ["direct", "transaction-pooler"])
 def test_supabase_backend_loads_what_the_local_backend_loads(
-        through: str, request: pytest.FixtureRequest, settings: Settings, dsn: str, supa_dsn: str,
-        standin: StorageStandin, corpus: Path) -> None:
-    target = supa_dsn if through == "direct" else request.getfixturevalue("pooled_dsn")
+        path: str, request: pytest.FixtureRequest, settings: Settings, dsn: str, supa_dsn: str,
+        storage_server: StorageServer, fault_proxy: FaultProxy, bucket_name: str, corpus: Path) -> None:
+    target = supa_dsn if path == "direct" else request.getfixturevalue("pooled_dsn")
     local = pipeline.run(settings.replace(states_dir=corpus))
-    remote = pipeline.run(supabase_settings(settings, target, standin, corpus).replace(
-        manifest_dir=settings.manifest_dir / "supa"))
+    s = through(settings, fault_proxy, storage_server, bucket_name, target, corpus)
+    remote = pipeline.run(s.replace(manifest_dir=settings.manifest_dir / "supa"))
 
     assert (remote.rows_inserted, remote.files_rejected) == (local.rows_inserted, local.files_rejected)
     assert content(supa_dsn) == content(dsn)
     assert query(supa_dsn, "SELECT DISTINCT storage_type FROM image_assets") == [("supabase",)]
-    assert standin.objects(BUCKET) == local_store(settings.image_dir)
-    for path, data in standin.objects(BUCKET).items():
-        assert path == f"sha256/{path.split('/')[-1][:2]}/{path.split('/')[-1][2:4]}/{path.split('/')[-1]}"
-        assert hashlib.sha256(data).hexdigest() + ".png" == path.split("/")[-1]
-        assert standin.object_meta(BUCKET, path)["content_type"] == "image/png"
-    assert standin.buckets[BUCKET]["public"] is False
     # One bulk listing per run, never a per-file existence check.
-    assert standin.count_requests("GET", "/object/info") == 0
-    assert standin.count_requests("POST", "/object/list-v2/") == 1
+    assert fault_proxy.count("GET", "/object/info") == fault_proxy.count("HEAD", "/object") == 0
+    assert fault_proxy.count("POST", "/object/list-v2/") == 1
+    uploads = fault_proxy.count("POST", f"/object/{bucket_name}/sha256/", 200)
+    objects = stored(s)
+    assert uploads == len(objects) > 0
+    assert objects == local_store(settings.image_dir)
+    for key, data in objects.items():
+        name = key.split("/")[-1]
+        assert key == f"sha256/{name[:2]}/{name[2:4]}/{name}"
+        assert hashlib.sha256(data).hexdigest() + ".png" == name
+    assert content_types(storage_server, bucket_name) == {"image/png"}
+    assert bucket_info(storage_server, bucket_name)["public"] is False
 
 
-def test_rerun_uploads_nothing_and_asks_once(settings: Settings, supa_dsn: str, standin: StorageStandin,
-                                             corpus: Path) -> None:
-    s = supabase_settings(settings, supa_dsn, standin, corpus)
+def test_rerun_uploads_nothing_and_asks_once(settings: Settings, supa_dsn: str, storage_server: StorageServer,
+                                             fault_proxy: FaultProxy, bucket_name: str, corpus: Path) -> None:
+    s = through(settings, fault_proxy, storage_server, bucket_name, supa_dsn, corpus)
     first = pipeline.run(s)
-    standin.clear_requests()
+    fault_proxy.clear_requests()
     again = pipeline.run(s.replace(full=True))
     assert first.images_stored > 0 and again.images_stored == 0
-    assert standin.count_requests("POST", "/object/" + BUCKET) == 0
-    assert standin.count_requests("POST", "/object/list-v2/") == 1
+    assert fault_proxy.count("POST", f"/object/{bucket_name}/") == 0
+    assert fault_proxy.count("POST", "/object/list-v2/") == 1
+
+
+def test_the_listing_pages_past_a_thousand_objects(settings: Settings, supa_dsn: str, storage_server: StorageServer,
+                                                   fault_proxy: FaultProxy, bucket_name: str, tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    generate(root, CorpusSpec(files=1100, image_bytes=200, days=1, seed=3))
+    s = through(settings, fault_proxy, storage_server, bucket_name, supa_dsn, root).replace(
+        max_concurrent_uploads=16)
+    first = pipeline.run(s)
+    assert first.images_stored == first.images_referenced > 1000 and first.images_failed == 0
+    fault_proxy.clear_requests()
+    again = pipeline.run(s.replace(full=True))
+    assert again.images_stored == 0 and fault_proxy.count("POST", f"/object/{bucket_name}/") == 0
+    assert fault_proxy.count("POST", "/object/list-v2/", 200) == 2
 
 
 @pytest.mark.parametrize("fault", [{"status": 429}, {"status": 500}, {"status": 503}, {"drop": True},
                                    {"delay": 0.3}])
 def test_transient_storage_faults_are_retried(fault: dict[str, Any], settings: Settings, supa_dsn: str,
-                                              standin: StorageStandin, scrape_small: Path) -> None:
-    standin.inject(times=3, match=f"POST /storage/v1/object/{BUCKET}/sha256", **fault)
-    rep = pipeline.run(supabase_settings(settings, supa_dsn, standin, scrape_small).replace(upload_timeout=5))
+                                              storage_server: StorageServer, fault_proxy: FaultProxy,
+                                              bucket_name: str, scrape_small: Path) -> None:
+    fault_proxy.inject(times=3, match=f"POST /object/{bucket_name}/sha256", **fault)
+    s = through(settings, fault_proxy, storage_server, bucket_name, supa_dsn, scrape_small)
+    rep = pipeline.run(s.replace(upload_timeout=5))
     assert rep.images_failed == 0
-    assert len(standin.objects(BUCKET)) == rep.images_referenced == 4
+    assert len(stored(s)) == rep.images_referenced == 4
+    assert fault_proxy.rules[0].times == 0  # all three faults were met, and retried
     assert query(supa_dsn, "SELECT DISTINCT storage_type FROM image_assets") == [("supabase",)]
 
 
 def test_upload_that_keeps_failing_is_reported_and_done_by_the_next_run(
-        settings: Settings, supa_dsn: str, standin: StorageStandin, scrape_small: Path) -> None:
+        settings: Settings, supa_dsn: str, storage_server: StorageServer, fault_proxy: FaultProxy,
+        bucket_name: str, scrape_small: Path) -> None:
     victim = next(iter(sorted(scrape_small.rglob("*.png"))))
     victim_hash = hashlib.sha256(victim.read_bytes()).hexdigest()
-    standin.inject(status=500, times=1000, match=victim_hash)
-    s = supabase_settings(settings, supa_dsn, standin, scrape_small).replace(retries=2)
+    fault_proxy.inject(status=500, times=1000, match=victim_hash)
+    s = through(settings, fault_proxy, storage_server, bucket_name, supa_dsn, scrape_small).replace(retries=2)
     rep = pipeline.run(s)
     assert rep.status == "ok" and rep.images_failed == 1
     assert rep.warnings_by_kind.get("upload_failed") == 1
     assert query(supa_dsn, "SELECT storage_type FROM image_assets WHERE content_hash = %s",
                  (victim_hash,)) == [("pending",)]
     assert query(supa_dsn, "SELECT count(*) FROM search_results WHERE image_hash = %s", (victim_hash,)) == [(1,)]
-    assert len(standin.objects(BUCKET)) == 3
+    assert len(stored(s)) == 3
 
-    standin.reset_faults()
+    fault_proxy.reset_faults()
     again = pipeline.run(s)
     assert again.files_skipped == 4 and again.images_stored == 1
     assert query(supa_dsn, "SELECT DISTINCT storage_type FROM image_assets") == [("supabase",)]
-    assert len(standin.objects(BUCKET)) == 4
+    assert len(stored(s)) == 4
 
 
 @pytest.fixture
@@ -172,22 +206,27 @@ def scrape_small(tmp_path: Path) -> Path:
     return scrape.root
 
 
-def test_credentials_never_appear_in_any_output(settings: Settings, supa_dsn: str, standin: StorageStandin,
-                                                scrape_small: Path, tmp_path: Path) -> None:
+def test_credentials_never_appear_in_any_output(settings: Settings, supa_dsn: str, storage_server: StorageServer,
+                                                fault_proxy: FaultProxy, bucket_name: str, scrape_small: Path,
+                                                tmp_path: Path) -> None:
     report, rejects = tmp_path / "report.json", tmp_path / "rejects.jsonl"
-    env = {**os.environ, "SUPABASE_URL": standin.url, "SUPABASE_SERVICE_KEY": KEY, "SUPABASE_DB_URL": supa_dsn}
+    key = storage_server.key
+    env = {**os.environ, "SUPABASE_URL": fault_proxy.url, "SUPABASE_SERVICE_KEY": key, "SUPABASE_DB_URL": supa_dsn}
     args = [sys.executable, "-m", "loader", "load", "--backend", "supabase", "--states-dir", str(scrape_small),
-            "--tag", "t", "--manifest-dir", str(tmp_path / "m"), "--report-json", str(report),
-            "--rejects", str(rejects), "--debug-log"]
+            "--tag", "t", "--bucket", bucket_name, "--manifest-dir", str(tmp_path / "m"), "--report-json",
+            str(report), "--rejects", str(rejects), "--debug-log"]
     ok = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120)
     assert ok.returncode == 0, ok.stderr
-    standin.inject(status=401, times=1000)  # the key is refused: the error path must not print it either
-    bad = subprocess.run([*args, "--full"], capture_output=True, text=True, env=env, timeout=120)
+    # The key refused by the real server (signed with another secret): the error path must not print it either.
+    header, claims, _ = key.split(".")
+    forged = f"{header}.{claims}.{'A' * 43}"
+    bad = subprocess.run([*args, "--full"], capture_output=True, text=True, timeout=120,
+                         env={**env, "SUPABASE_SERVICE_KEY": forged})
     assert bad.returncode == 3 and "cannot" in bad.stderr and "bucket" in bad.stderr
     outputs = [ok.stdout, ok.stderr, bad.stdout, bad.stderr, report.read_text(), rejects.read_text()]
     outputs += [manifest_text(p) for p in (tmp_path / "m").glob("*.parquet")]
     assert outputs[-1]  # the manifest was written, and is checked too
-    assert not any(KEY in text for text in outputs)
+    assert not any(secret in text for text in outputs for secret in (key, forged, claims))
 
 
 def test_missing_credentials_are_a_usage_error(supa_dsn: str, scrape_small: Path) -> None:
