@@ -106,10 +106,11 @@ def garbage_and_tree(settings: Settings, scrape: Scrape, n: int, first: int) -> 
     return settings.replace(states_dir=tree, tag=f"new{first}")
 
 
-def gc_while_storing(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dict[str, Any]:
+def gc_while_storing(monkeypatch: pytest.MonkeyPatch, settings: Settings, patience: float = 1.0) -> dict[str, Any]:
     """Have the load start a gc once it has put its screenshots into the store (and found the shared
-    ones there already), and give that gc a second to finish before the load goes on. Returns what
-    happened: the gc's thread, whether it was still running after that second, and its outcome."""
+    ones there already), and give that gc `patience` seconds to finish before the load goes on (a gc
+    that waits for the load's lock never does: keep it short then). Returns what happened: the gc's
+    thread, whether it was still running after that wait, and its outcome."""
     seen: dict[str, Any] = {}
     real = stream.checkpoint
 
@@ -118,7 +119,7 @@ def gc_while_storing(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> dic
         if name == "storing" and not seen:
             seen["thread"] = threading.Thread(target=lambda: seen.setdefault("outcome", collect(settings)))
             seen["thread"].start()
-            seen["thread"].join(1.0)
+            seen["thread"].join(patience)
             seen["waited"] = seen["thread"].is_alive()
 
     monkeypatch.setattr(stream, "checkpoint", at)
