@@ -26,8 +26,10 @@ LICENSES = 50_000
 PEAK_LIMIT = 1 << 30  # loader and workers together
 _RUN = """
 import pickle, sys
+import orjson
 from loader.run import pipeline
-pipeline.run(pickle.loads(sys.stdin.buffer.read()))
+report = pipeline.run(pickle.loads(sys.stdin.buffer.read()))
+open(sys.argv[1], "wb").write(orjson.dumps(report.as_dict()))
 """
 
 
@@ -91,15 +93,22 @@ def _tree_peak_rss(args: list[str], stdin: bytes, timeout: float) -> tuple[int, 
     return proc.returncode, sum(peaks.values()) * 1024
 
 
-def test_a_50000_license_file_loads_in_bounded_memory_and_rows(settings: Settings, scrape: Scrape, dsn: str) -> None:
+def test_a_50000_license_file_loads_in_bounded_memory_and_rows(settings: Settings, scrape: Scrape, dsn: str,
+                                                               tmp_path: Path) -> None:
     big = [scrape.search(f"2025-08-03/{st}/Chain_01", _many_licenses(f"Chain {st}")) for st in ("PA", "TX")]
     for i in range(5):
         scrape.search(f"2025-08-03/FL/Small_{i:02d}", document(name=f"Small {i}"))
+    os.mkfifo(scrape.root / "2025-08-03/FL/Pipe_01_parse.json")  # rejected, never opened: nothing hangs
     size = big[0].stat().st_size
     assert 3_000_000 < size < 5_000_000
     run = settings.replace(max_workers=2, chunk_files=2)  # worker processes too, not only in-process
-    code, peak = _tree_peak_rss([sys.executable, "-c", _RUN], pickle.dumps(run), timeout=600)
+    out = tmp_path / "report.json"
+    code, peak = _tree_peak_rss([sys.executable, "-c", _RUN, str(out)], pickle.dumps(run), timeout=600)
     assert code == 0
+    report = orjson.loads(out.read_bytes())
+    assert (report["files_found"], report["files_loaded"], report["files_rejected"]) == (8, 7, 1)
+    assert report["rejects"] == [{"file": "2025-08-03/FL/Pipe_01_parse.json", "reason": "unreadable",
+                                  "detail": "not a regular file (a FIFO); not read"}]
     print(f"loader and workers: {peak / 2**20:.0f} MiB at most")
     assert peak < PEAK_LIMIT, f"loader and workers peaked at {peak / 2**20:.0f} MiB"
     assert query(dsn, "SELECT count(*) FROM search_results") == [(2 * LICENSES + 5,)]
