@@ -87,3 +87,30 @@ def test_a_touched_source_whose_copy_is_right_passes(tmp_path: Path) -> None:
     os.utime(src, ns=(1, 1))
     store.check_sources([(hashed, str(src), st.st_size, st.st_mtime_ns)])
     assert (tmp_path / "store" / storage_path(hashed)).read_bytes() == src.read_bytes()
+
+
+def test_a_load_of_many_screenshots_leaves_each_whole_and_no_temporary(tmp_path: Path) -> None:
+    """The remembered folders and copy ways: the second screenshot of a folder, and every one
+    after the first unsupported clone, still lands whole; a folder removed meanwhile is made again;
+    a temporary name a crashed process left behind does not stop the copy."""
+    sources = []
+    for i in range(300):
+        src = tmp_path / "scrape" / f"{i}.png"
+        src.parent.mkdir(exist_ok=True)
+        src.write_bytes(png(filler=str(i).encode() * 50))
+        sources.append((hashlib.sha256(src.read_bytes()).hexdigest(), str(src), "image/png"))
+    store = LocalStore(tmp_path / "store")
+    assert store.store_many(sources[:150]) == (150, {})
+    gone = tmp_path / "store" / storage_path(sources[200][0])
+    gone.parent.mkdir(parents=True, exist_ok=True)
+    store.put(sources[200][0], sources[200][1])
+    gone.unlink()
+    gone.parent.rmdir()  # removed by hand while the load runs
+    stale = gone.parent / f".{gone.name}.{os.getpid()}.{threading.get_ident()}"
+    gone.parent.mkdir()
+    stale.write_bytes(b"left by a crash")
+    assert store.store_many(sources) == (150, {})
+    for h, path, _ in sources:
+        assert (tmp_path / "store" / storage_path(h)).read_bytes() == Path(path).read_bytes()
+    left = [p for p in (tmp_path / "store").rglob(".*") if p.is_file()]
+    assert left == [stale]
