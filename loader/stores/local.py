@@ -252,9 +252,6 @@ class LocalStore:
                 continue
         return found
 
-    def local_path(self, content_hash: str) -> str | None:
-        return str(self.root / storage_path(content_hash))
-
     def objects(self) -> Iterator[StoredObject]:
         """Every file in sha256/ab/cd/, with its size and when it was put there: its inode change
         time (a hard link keeps the scrape's mtime, but linking sets the ctime), or its mtime if

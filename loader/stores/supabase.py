@@ -202,9 +202,6 @@ class SupabaseStore:
                 found[h] = size
         return found
 
-    def local_path(self, content_hash: str) -> str | None:
-        return None  # deep verification of a bucket would download every object; sizes are checked
-
     def objects(self) -> Iterator[StoredObject]:
         """Every object under sha256/ with its size and when it was last put there (its updated_at:
         an upsert replaces the object), one list-v2 page (1000 keys) per request; none when the
