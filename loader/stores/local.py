@@ -224,9 +224,8 @@ class LocalStore:
                 pass  # gone since it was hashed: check the stored object all the same
             stored = os.path.join(str(self.root), storage_path(content_hash))
             try:
-                with open(stored, "rb") as f:
-                    if hashlib.file_digest(f, "sha256").hexdigest() == content_hash:
-                        continue
+                if _sha256_of(stored) == content_hash:
+                    continue
                 os.unlink(stored)
             except FileNotFoundError:
                 continue
@@ -287,14 +286,16 @@ class LocalStore:
 
     def rehash(self, content_hash: str) -> str | None:
         """verify --deep: the SHA-256 of the stored object's bytes; None when it cannot be read."""
-        digest = hashlib.sha256()
         try:
-            with open(self.root / storage_path(content_hash), "rb") as f:
-                while block := f.read(BLOCK):
-                    digest.update(block)
+            return _sha256_of(str(self.root / storage_path(content_hash)))
         except OSError:
             return None
-        return digest.hexdigest()
+
+
+def _sha256_of(path: str) -> str:
+    """The SHA-256 of a stored object's bytes, as its name should be (OSError when unreadable)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _entries(parent: Path | str, folders: bool) -> list[os.DirEntry[str]]:
