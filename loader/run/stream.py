@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -65,12 +65,21 @@ class ChunkStream:
             part = self.todo.slice(start, size)
             rels = part["rel"].to_list()
             known = self.man.known_hashes({os.path.dirname(r) for r in rels})
-            roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known)
+            roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known,
+                                 sink=self.sink(), withheld=self.keep_loaded)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
                                   want_canon=self.settings.verify_writes != "off", roots=roots,
                                   hash_threads=hash_threads, keep_loaded=self.keep_loaded)
+
+    def sink(self) -> Callable[[str, bytes, str], bool] | None:
+        """How workers store the screenshots they hash: themselves, from the bytes in hand, into a
+        local store in copy mode once the transaction has begun (a load that cannot reach its
+        database writes nothing into the store); else None, and the store lane does it."""
+        if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened():
+            return None
+        return self.store.sink()
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows; stage and store its new screenshots."""
@@ -95,6 +104,7 @@ class ChunkStream:
         if self.keep_loaded:
             fresh = fresh.filter(~pl.col("image_rel").is_in(list(self.keep_loaded)))
         self.staged.append(fresh["image_rel"])
+        self.rep.count("images_stored", fresh.filter(pl.col("stored")).height)  # by the workers
         self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
         self.stage_images(fresh)
         if not self.settings.dry_run:
@@ -144,8 +154,9 @@ class ChunkStream:
             self.lanes.submit(self.lanes.store, self.store_and_copy, ok)
         else:  # the rows can be staged now; the commit waits for the store instead
             self.lanes.submit(self.lanes.db, self.copy_images, self.image_rows(ok, {}))
-            if not self.settings.dry_run:
-                self.lanes.submit(self.lanes.store, self.store_only, ok)
+            left = ok.filter(pl.col("stored").is_null())  # not stored by a worker
+            if left.height and not self.settings.dry_run:
+                self.lanes.submit(self.lanes.store, self.store_only, left)
 
     def store_and_copy(self, ok: pl.DataFrame) -> None:
         """On the store lane: put the screenshots into the store, then queue their rows for COPY."""

@@ -188,6 +188,11 @@ class Lanes:
         """Whether the db lane is still running open_with's fn (it may be waiting for a lock)."""
         return self._opening is not None and not self._opening.done()
 
+    def opened(self) -> bool:
+        """Whether the load's transaction has begun (open_with's fn succeeded, or none was given):
+        from then on, the image store may be written."""
+        return self._opening is None or (self._opening.done() and self._opening.exception() is None)
+
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
         if lane is self.store and self._opening is not None:
             fut = lane.submit(_after, self._opening, fn, *args)

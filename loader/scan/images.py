@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ IMAGE_SCHEMA: dict[str, Any] = {
     "file_order": pl.Int64, "image_rel": pl.String, "path": pl.String, "size": pl.Int64,
     "mtime_ns": pl.Int64, "content_hash": pl.String, "file_size": pl.Int64, "content_type": pl.String,
     "width": pl.Int32, "height": pl.Int32, "error": pl.String,
+    # True: this worker put it into the store, False: it was there already, None: not stored here
+    # (left to the store lane: remembered hash, larger than one read, no sink, or an error).
+    "stored": pl.Boolean,
 }
 Known = tuple[int, int, str, int, "str | None", "int | None", "int | None"]  # size, mtime, hash, ...
 BLOCK = 1 << 20  # bytes per read of a screenshot larger than one read holds
@@ -40,6 +44,10 @@ class Roots:
     # Earlier runs' hash facts (image_rel, then Known's fields), turned into a look-up only when
     # the chunk has a screenshot to describe: a chunk of rejected files never pays for it.
     known: pl.DataFrame | None = None
+    # Stores a screenshot from the bytes just hashed (hash, bytes, path) -> newly stored; None: the
+    # store lane does it (stores/local.py Sink). Never given the screenshots in `withheld`.
+    sink: Callable[[str, bytes, str], bool] | None = None
+    withheld: frozenset[str] = frozenset()
 
 
 def candidates(source: str | None, json_rel: str, depth: int) -> list[str]:
@@ -96,40 +104,49 @@ def sniff(head: bytes) -> tuple[str | None, int | None, int | None]:
     return None, None, None
 
 
-def _hash_one(fd: int, max_bytes: int, size: int) -> tuple[str, int, bytes]:
+def _hash_one(fd: int, max_bytes: int, size: int) -> tuple[str, int, bytes, bytes | None]:
+    """(SHA-256, bytes read, the first bytes, the whole content when one read held it)."""
     if size > max_bytes:
         raise ValueError(f"larger than the {max_bytes} byte limit")
     h = hashlib.sha256()
     total = 0
     head = b""
+    whole: bytes | None = None
     want = min(size, BLOCK) + 1  # one read holds a screenshot whole, and its shortness shows the end
     while block := os.read(fd, want):
         if not head:
             head = block[:64]
+            whole = block
+        else:
+            whole = None
         h.update(block)
         total += len(block)
         if len(block) < want:
             break
         want = BLOCK
-    return h.hexdigest(), total, head
+    return h.hexdigest(), total, head, whole
 
 
 def describe(rel: str, path: str, roots: Roots, known: dict[str, Known] | None = None) -> tuple[Any, ...]:
-    """(size, mtime_ns, content_hash, file_size, content_type, width, height, error) of one
-    screenshot, read once in large blocks; the hash of an earlier run when size and mtime match."""
+    """(size, mtime_ns, content_hash, file_size, content_type, width, height, error, stored) of one
+    screenshot, read once in large blocks; the hash of an earlier run when size and mtime match.
+    With a sink, a screenshot read whole is stored from those very bytes (a StorageError raises)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:
             st = os.fstat(fd)
             facts = known.get(rel) if known else None
             if facts is not None and facts[:2] == (st.st_size, st.st_mtime_ns):
-                return (*facts, None)
-            digest, total, head = _hash_one(fd, roots.max_bytes, st.st_size)
+                return (*facts, None, None)
+            digest, total, head, whole = _hash_one(fd, roots.max_bytes, st.st_size)
         finally:
             os.close(fd)
-        return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None)
     except (OSError, ValueError) as exc:
-        return (None, None, None, None, None, None, None, getattr(exc, "strerror", None) or str(exc))
+        return (None, None, None, None, None, None, None, getattr(exc, "strerror", None) or str(exc), None)
+    stored = None
+    if roots.sink is not None and whole is not None and rel not in roots.withheld:
+        stored = roots.sink(digest, whole, path)
+    return (st.st_size, st.st_mtime_ns, digest, total, *sniff(head), None, stored)
 
 
 def describe_files(file_ids: list[int], sources: list[str | None], json_rels: list[str], roots: Roots,
@@ -153,7 +170,7 @@ def describe_files(file_ids: list[int], sources: list[str | None], json_rels: li
     known = ({r[0]: r[1:] for r in roots.known.iter_rows()}
              if roots.known is not None and distinct else None)
     facts = dict(zip(distinct, _describe_all(list(distinct.items()), roots, known, threads), strict=True))
-    none = (None,) * 10
+    none = (None,) * 11
     rows = [(file_id, *(none if f is None else (f[0], f[1], *facts[f[0]])))
             for file_id, f in zip(file_ids, found, strict=True)]
     cols = zip(*rows, strict=True) if rows else ([] for _ in IMAGE_SCHEMA)

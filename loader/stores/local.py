@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,19 +80,55 @@ def _clone_into(inp: int, out: int, size: int, ways: _Ways | None = None, dev: i
         shutil.copyfileobj(src, dst, BLOCK)
 
 
-def _copy_atomically(src: str, dst: str, ways: _Ways | None = None) -> None:
-    """Copy src to dst through a temporary file in dst's folder, renamed into place: a crash never
-    leaves part of a screenshot under a hash name. Not fsync'ed here: a load syncs the store's file
-    system once before it commits (sync_to_disk).
+def _new_object(folder: str) -> tuple[int, str | None]:
+    """An open file in folder for a new object's bytes: nameless (O_TMPFILE) where the file system
+    allows it, so that a crash leaves nothing behind, else under a temporary name (a dot first).
 
     The temporary name is unique by process and thread (O_EXCL still guards it), which spares
     mkstemp's random names; a name a crashed process left behind falls back to mkstemp."""
-    folder, name = os.path.split(dst)
-    tmp = os.path.join(folder, f".{name}.{os.getpid()}.{threading.get_ident()}")
+    if _NAMELESS.ok:
+        try:
+            return os.open(folder, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o600), None
+        except OSError as exc:
+            if exc.errno not in _UNSUPPORTED and exc.errno != errno.EISDIR:
+                raise
+            _NAMELESS.ok = False
+    tmp = os.path.join(folder, f".new.{os.getpid()}.{threading.get_ident()}")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
     except FileExistsError:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".new.")
+        return fd, tmp
+
+
+def _publish(fd: int, tmp: str | None, dst: str) -> bool:
+    """Give the finished object (fd) its hash name dst; False when an object already has it (another
+    load or worker stored the same screenshot first: the bytes are the same, the count stays exact).
+    Not fsync'ed here: a load syncs the store's file system once before it commits (sync_to_disk)."""
+    try:
+        if tmp is None:  # linkat(AT_SYMLINK_FOLLOW) of /proc/self/fd/N names an O_TMPFILE file
+            os.link(f"/proc/self/fd/{fd}", dst, src_dir_fd=_ROOT_FD.get(), follow_symlinks=True)
+        else:
+            os.link(tmp, dst)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        os.close(fd)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _discard(fd: int, tmp: str | None) -> None:
+    os.close(fd)
+    if tmp is not None:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _copy_atomically(src: str, dst: str, ways: _Ways | None = None) -> bool:
+    """Copy src into the store as dst, whole or not at all (see _new_object); False when dst was
+    there already."""
+    fd, tmp = _new_object(os.path.dirname(dst))
     try:
         inp = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -100,14 +136,47 @@ def _copy_atomically(src: str, dst: str, ways: _Ways | None = None) -> None:
             _clone_into(inp, fd, st.st_size, ways, st.st_dev)
         finally:
             os.close(inp)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, dst)
     except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        Path(tmp).unlink(missing_ok=True)
+        _discard(fd, tmp)
         raise
+    return _publish(fd, tmp, dst)
+
+
+def _write_atomically(data: bytes, dst: str) -> bool:
+    """Write data into the store as dst, whole or not at all; False when dst was there already."""
+    fd, tmp = _new_object(os.path.dirname(dst))
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        _discard(fd, tmp)
+        raise
+    return _publish(fd, tmp, dst)
+
+
+class _Nameless:
+    """Whether this process can make nameless files (O_TMPFILE, published through /proc/self/fd);
+    after one refusal by the file system, named temporary files."""
+
+    ok = os.path.isdir("/proc/self/fd")
+
+
+class _RootFd:
+    """Any open directory, for os.link to call linkat (with a dir_fd it does; without, link(2),
+    which cannot follow /proc/self/fd). Opened once per process, never closed."""
+
+    fd = -1
+
+    def get(self) -> int:
+        if self.fd < 0:
+            self.fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self.fd
+
+
+_NAMELESS = _Nameless()
+_ROOT_FD = _RootFd()
+_MADE: dict[str, set[str]] = {}  # per store root: the sha256/ab/cd folders this process made or found
 
 
 def sync_to_disk(root: Path) -> None:
@@ -129,6 +198,49 @@ def sync_to_disk(root: Path) -> None:
         os.close(fd)
 
 
+def _put(root: str, content_hash: str, src: str, place: Callable[[str], bool]) -> bool:
+    """place(the object's path) in its sha256/ab/cd folder, made first if this process has not made
+    or found it yet (the folders are never removed, gc included); should one vanish meanwhile
+    (removed by hand), the first attempt's FileNotFoundError makes it again."""
+    dst = os.path.join(root, storage_path(content_hash))
+    folder = os.path.dirname(dst)
+    made = _MADE.setdefault(root, set())
+    try:
+        if folder not in made:
+            _make(folder, made)
+        try:
+            return place(dst)
+        except FileNotFoundError:
+            _make(folder, made)
+            return place(dst)
+    except OSError as exc:
+        raise StorageError(f"cannot store screenshot {src} in {root}: {exc.strerror or exc}") from exc
+
+
+def _make(folder: str, made: set[str]) -> None:
+    try:
+        os.mkdir(folder)
+    except FileNotFoundError:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:
+        pass
+    made.add(folder)
+
+
+@dataclass(frozen=True, slots=True)
+class Sink:
+    """Puts a screenshot into a local store from the bytes a worker has just read and hashed: no
+    second open of the source, no copy from a file that may have changed since it was hashed (so no
+    check_sources), and the worker processes share the store's file-system work. Picklable."""
+
+    root: str
+
+    def __call__(self, content_hash: str, data: bytes, src: str) -> bool:
+        """Store data as content_hash; True when it was not in the store yet."""
+        return _put(self.root, content_hash, src,
+                    lambda dst: not os.path.exists(dst) and _write_atomically(data, dst))
+
+
 class LocalStore:
     """A folder holding one file per distinct screenshot."""
 
@@ -138,7 +250,6 @@ class LocalStore:
     def __init__(self, root: Path, link: bool = False) -> None:
         self.root = root
         self.link = link
-        self._folders: set[str] = set()  # sha256/ab/cd folders this load made or found (never removed by gc)
         self._ways = _Ways()
 
     def missing(self, hashes: list[str]) -> list[str]:
@@ -159,37 +270,16 @@ class LocalStore:
 
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
         change the stored bytes too, which is why `--image-link link` is an explicit opt-in.
-        Each folder is made (or found) once per load and remembered; should one vanish meanwhile
-        (removed by hand), the first attempt's FileNotFoundError makes it again.
         """
-        dst = os.path.join(str(self.root), storage_path(content_hash))
-        folder = os.path.dirname(dst)
-        try:
-            if folder not in self._folders:
-                self._make(folder)
-            try:
-                return self._place(src, dst)
-            except FileNotFoundError:
-                self._make(folder)
-                return self._place(src, dst)
-        except OSError as exc:
-            raise StorageError(f"cannot store screenshot {src} in {self.root}: {exc.strerror or exc}") from exc
+        return _put(str(self.root), content_hash, src, lambda dst: self._place(src, dst))
 
-    def _make(self, folder: str) -> None:
-        try:
-            os.mkdir(folder)
-        except FileNotFoundError:
-            os.makedirs(folder, exist_ok=True)
-        except FileExistsError:
-            pass
-        self._folders.add(folder)
+    def sink(self) -> Sink | None:
+        """What a worker stores the screenshots it hashes with, from their bytes in hand (copy mode)."""
+        return None if self.link else Sink(os.path.abspath(self.root))
 
     def _place(self, src: str, dst: str) -> bool:
         if not self.link:
-            if os.path.exists(dst):
-                return False
-            _copy_atomically(src, dst, self._ways)
-            return True
+            return not os.path.exists(dst) and _copy_atomically(src, dst, self._ways)
         try:
             os.link(src, dst)
         except FileExistsError:
@@ -197,9 +287,7 @@ class LocalStore:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            if os.path.exists(dst):
-                return False
-            _copy_atomically(src, dst, self._ways)
+            return not os.path.exists(dst) and _copy_atomically(src, dst, self._ways)
         return True
 
     def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:

@@ -9,6 +9,7 @@ import pytest
 
 from loader.scan import images
 from loader.scan.images import BLOCK
+from loader.stores.local import LocalStore, storage_path
 from tests.scrape import png
 
 
@@ -18,9 +19,37 @@ def test_describe_hashes_every_byte_in_one_or_many_reads(tmp_path: Path, filler:
     path = tmp_path / "a.png"
     path.write_bytes(data)
     roots = images.Roots((str(tmp_path),), 1)
-    size, _mtime, digest, total, kind, width, height, error = images.describe("a.png", str(path), roots)
+    size, _mtime, digest, total, kind, width, height, error, stored = images.describe("a.png", str(path), roots)
     assert (size, total, digest) == (len(data), len(data), hashlib.sha256(data).hexdigest())
-    assert (kind, width, height, error) == ("image/png", 640, 480, None)
+    assert (kind, width, height, error, stored) == ("image/png", 640, 480, None, None)
+
+
+@pytest.mark.parametrize("filler", [b"x" * 100, b"y" * (BLOCK - 33), b"z" * (3 * BLOCK + 7)])
+def test_describe_stores_a_screenshot_read_whole_from_the_bytes_it_hashed(tmp_path: Path, filler: bytes) -> None:
+    data = png(640, 480, filler)
+    (tmp_path / "a.png").write_bytes(data)
+    store = LocalStore(tmp_path / "store")
+    roots = images.Roots((str(tmp_path),), 1, sink=store.sink())
+    digest = hashlib.sha256(data).hexdigest()
+    first = images.describe("a.png", str(tmp_path / "a.png"), roots)
+    again = images.describe("a.png", str(tmp_path / "a.png"), roots)
+    stored = tmp_path / "store" / storage_path(digest)
+    if len(data) <= BLOCK:  # read whole: stored by the worker, once
+        assert (first[2], first[-1], again[-1]) == (digest, True, False)
+        assert stored.read_bytes() == data
+    else:  # larger than one read: left to the store lane
+        assert (first[2], first[-1]) == (digest, None)
+        assert not stored.exists()
+    assert [p.name for p in (tmp_path / "store").rglob("*") if p.is_file()] == ([stored.name] if stored.exists()
+                                                                               else [])
+
+
+def test_describe_never_stores_a_withheld_screenshot(tmp_path: Path) -> None:
+    (tmp_path / "a.png").write_bytes(png())
+    roots = images.Roots((str(tmp_path),), 1, sink=LocalStore(tmp_path / "store").sink(),
+                         withheld=frozenset({"a.png"}))
+    assert images.describe("a.png", str(tmp_path / "a.png"), roots)[-1] is None
+    assert not (tmp_path / "store").exists()
 
 
 def test_describe_refuses_a_screenshot_over_the_limit(tmp_path: Path) -> None:
@@ -29,7 +58,7 @@ def test_describe_refuses_a_screenshot_over_the_limit(tmp_path: Path) -> None:
     roots = images.Roots((str(tmp_path),), 1, max_bytes=5000)
     facts = images.describe("a.png", str(path), roots)
     assert facts[:7] == (None,) * 7
-    assert facts[7] == "larger than the 5000 byte limit"
+    assert facts[7:] == ("larger than the 5000 byte limit", None)
 
 
 @pytest.mark.parametrize(("source", "depth", "expected"), [
