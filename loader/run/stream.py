@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 
 REPAIR_SLICE = 50_000  # screenshots asked of the store at a time by repair_store
+OPEN_PATIENCE = 1.0  # seconds a chunk for the workers waits for the transaction to begin (sink())
 
 
 class ChunkStream:
@@ -66,18 +67,22 @@ class ChunkStream:
             rels = part["rel"].to_list()
             known = self.man.known_hashes({os.path.dirname(r) for r in rels})
             roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known,
-                                 sink=self.sink(), withheld=self.keep_loaded)
+                                 sink=self.sink(OPEN_PATIENCE if pool_size > 1 else 0.0), withheld=self.keep_loaded)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
                                   want_canon=self.settings.verify_writes != "off", roots=roots,
                                   hash_threads=hash_threads, keep_loaded=self.keep_loaded)
 
-    def sink(self) -> Callable[[str, bytes, str], bool] | None:
+    def sink(self, patience: float) -> Callable[[str, bytes, str], bool] | None:
         """How workers store the screenshots they hash: themselves, from the bytes in hand, into a
         local store in copy mode once the transaction has begun (a load that cannot reach its
-        database writes nothing into the store); else None, and the store lane does it."""
-        if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened():
+        database writes nothing into the store); else None, and the store lane does it.
+
+        Worker processes wait up to `patience` for the transaction (a first load begins it beside
+        the first chunks, ~40 ms): the lane would otherwise store their first chunks alone, one
+        thread against two workers. Run in-process, a small load does not wait."""
+        if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened(patience):
             return None
         return self.store.sink()
 

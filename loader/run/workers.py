@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -188,10 +188,13 @@ class Lanes:
         """Whether the db lane is still running open_with's fn (it may be waiting for a lock)."""
         return self._opening is not None and not self._opening.done()
 
-    def opened(self) -> bool:
+    def opened(self, patience: float = 0.0) -> bool:
         """Whether the load's transaction has begun (open_with's fn succeeded, or none was given):
-        from then on, the image store may be written."""
-        return self._opening is None or (self._opening.done() and self._opening.exception() is None)
+        from then on, the image store may be written. Waits up to `patience` seconds for it."""
+        if self._opening is None:
+            return True
+        wait([self._opening], timeout=patience)
+        return self._opening.done() and self._opening.exception() is None
 
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
         if lane is self.store and self._opening is not None:

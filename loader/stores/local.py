@@ -198,33 +198,39 @@ def sync_to_disk(root: Path) -> None:
         os.close(fd)
 
 
-def _put(root: str, content_hash: str, src: str, place: Callable[[str], bool]) -> bool:
-    """place(the object's path) in its sha256/ab/cd folder, made first if this process has not made
-    or found it yet (the folders are never removed, gc included); should one vanish meanwhile
-    (removed by hand), the first attempt's FileNotFoundError makes it again."""
+def _put(root: str, content_hash: str, src: str, place: Callable[[str, bool], bool]) -> bool:
+    """place(the object's path, whether its folder was new) in its sha256/ab/cd folder, made first
+    if this process has not made or found it yet (folders are never removed, gc included); should
+    one vanish meanwhile (removed by hand), the first attempt's FileNotFoundError makes it again.
+
+    In a folder it has just made, nothing can be there yet but what a concurrent worker or load
+    puts at the same moment (publishing then finds it), so place() need not look first: a stat
+    saved per screenshot of a first load."""
     dst = os.path.join(root, storage_path(content_hash))
     folder = os.path.dirname(dst)
     made = _MADE.setdefault(root, set())
     try:
-        if folder not in made:
-            _make(folder, made)
+        new = folder not in made and _make(folder, made)
         try:
-            return place(dst)
+            return place(dst, new)
         except FileNotFoundError:
-            _make(folder, made)
-            return place(dst)
+            return place(dst, _make(folder, made))
     except OSError as exc:
         raise StorageError(f"cannot store screenshot {src} in {root}: {exc.strerror or exc}") from exc
 
 
-def _make(folder: str, made: set[str]) -> None:
+def _make(folder: str, made: set[str]) -> bool:
+    """Make folder (and its parents); whether it is new, i.e. empty."""
     try:
         os.mkdir(folder)
+        new = True
     except FileNotFoundError:
         os.makedirs(folder, exist_ok=True)
+        new = False
     except FileExistsError:
-        pass
+        new = False
     made.add(folder)
+    return new
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +244,7 @@ class Sink:
     def __call__(self, content_hash: str, data: bytes, src: str) -> bool:
         """Store data as content_hash; True when it was not in the store yet."""
         return _put(self.root, content_hash, src,
-                    lambda dst: not os.path.exists(dst) and _write_atomically(data, dst))
+                    lambda dst, new: (new or not os.path.exists(dst)) and _write_atomically(data, dst))
 
 
 class LocalStore:
@@ -271,15 +277,15 @@ class LocalStore:
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
         change the stored bytes too, which is why `--image-link link` is an explicit opt-in.
         """
-        return _put(str(self.root), content_hash, src, lambda dst: self._place(src, dst))
+        return _put(str(self.root), content_hash, src, lambda dst, new: self._place(src, dst, new))
 
     def sink(self) -> Sink | None:
         """What a worker stores the screenshots it hashes with, from their bytes in hand (copy mode)."""
         return None if self.link else Sink(os.path.abspath(self.root))
 
-    def _place(self, src: str, dst: str) -> bool:
+    def _place(self, src: str, dst: str, new: bool) -> bool:
         if not self.link:
-            return not os.path.exists(dst) and _copy_atomically(src, dst, self._ways)
+            return (new or not os.path.exists(dst)) and _copy_atomically(src, dst, self._ways)
         try:
             os.link(src, dst)
         except FileExistsError:
