@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -56,6 +57,7 @@ class ChunkStream:
         # stores their new bytes nor records their new hash, so the store and the manifest keep
         # what was loaded.
         self.keep_loaded: frozenset[str] = frozenset()
+        self._flushing = threading.Event()  # set while an early flush of the store runs (flush_early)
 
     def parse_tasks(self, pool_size: int) -> Iterator[parse.ParseTask]:
         """One task per chunk. In-process (a pool of one), the chunk's screenshots are hashed by as
@@ -109,7 +111,11 @@ class ChunkStream:
         if self.keep_loaded:
             fresh = fresh.filter(~pl.col("image_rel").is_in(list(self.keep_loaded)))
         self.staged.append(fresh["image_rel"])
-        self.rep.count("images_stored", fresh.filter(pl.col("stored")).height)  # by the workers
+        by_workers = fresh.filter(pl.col("stored")).height
+        self.rep.count("images_stored", by_workers)
+        if by_workers and not self._flushing.is_set():
+            self._flushing.set()
+            self.lanes.submit(self.lanes.store, self.flush_early)
         self.man.record_hashes(fresh.filter(pl.col("error").is_null()))
         self.stage_images(fresh)
         if not self.settings.dry_run:
@@ -175,6 +181,15 @@ class ChunkStream:
     def store_only(self, ok: pl.DataFrame) -> None:
         with self.rep.phase("store"):
             self.store_images(ok)
+
+    def flush_early(self) -> None:
+        """On the store lane: write what the workers stored so far to disk now, while they parse on,
+        rather than all of it in the sync before the commit (which still makes sure of it all)."""
+        try:
+            assert isinstance(self.store, LocalStore)
+            self.store.sync()
+        finally:
+            self._flushing.clear()
 
     def copy_images(self, rows: pl.DataFrame) -> None:
         with self.rep.phase("copy"):
