@@ -113,6 +113,8 @@ class ChunkStream:
         self.staged.append(fresh["image_rel"])
         by_workers = fresh.filter(pl.col("stored")).height
         self.rep.count("images_stored", by_workers)
+        if fresh["stored"].is_not_null().any():  # the workers stored this chunk's screenshots
+            checkpoint(self.settings, "storing")
         if by_workers and not self._flushing.is_set():
             self._flushing.set()
             self.lanes.submit(self.lanes.store, self.flush_early)
