@@ -76,7 +76,7 @@ class ChunkStream:
                                   want_canon=self.settings.verify_writes != "off", roots=roots,
                                   hash_threads=hash_threads, keep_loaded=self.keep_loaded)
 
-    def sink(self, patience: float) -> Callable[[str, bytes, str], bool] | None:
+    def sink(self, patience: float) -> Callable[[str, bytes, str], bool | None] | None:
         """How workers store the screenshots they hash: themselves, from the bytes in hand, into a
         local store in copy mode once the transaction has begun (a load that cannot reach its
         database writes nothing into the store); else None, and the store lane does it.
@@ -84,9 +84,14 @@ class ChunkStream:
         Worker processes wait up to `patience` for the transaction (a first load begins it beside
         the first chunks, ~40 ms): the lane would otherwise store their first chunks alone, one
         thread against two workers. Run in-process, a small load does not wait."""
-        if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened(patience):
+        if self.settings.dry_run or not isinstance(self.store, LocalStore):
             return None
-        return self.store.sink()
+        sink = self.store.sink()
+        if sink is None or self.lanes.opened(patience):
+            return sink
+        if patience == 0.0:  # in-process: the task is not pickled, it can ask again as it goes
+            return _WhenBegun(self.lanes, sink)
+        return None
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows; stage and store its new screenshots."""
@@ -260,6 +265,18 @@ class ChunkStream:
             .otherwise(pl.lit("rejected")).alias("state"),
         ).join(reasons, on="rel", how="left", maintain_order="left").join(
             shots, on="file_id", how="left", maintain_order="left").drop("file_id")
+
+
+class _WhenBegun:
+    """A sink that stores only once the transaction has begun, asked per screenshot: a load run
+    in-process parses its chunk while its transaction begins, and hashes (and stores) after."""
+
+    def __init__(self, lanes: workers.Lanes, sink: Callable[[str, bytes, str], bool | None]) -> None:
+        self.lanes = lanes
+        self.sink = sink
+
+    def __call__(self, content_hash: str, data: bytes, src: str) -> bool | None:
+        return self.sink(content_hash, data, src) if self.lanes.opened() else None
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

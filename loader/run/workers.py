@@ -193,7 +193,8 @@ class Lanes:
         from then on, the image store may be written. Waits up to `patience` seconds for it."""
         if self._opening is None:
             return True
-        wait([self._opening], timeout=patience)
+        if patience > 0 and not self._opening.done():
+            wait([self._opening], timeout=patience)
         return self._opening.done() and self._opening.exception() is None
 
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:

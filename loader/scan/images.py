@@ -44,9 +44,10 @@ class Roots:
     # Earlier runs' hash facts (image_rel, then Known's fields), turned into a look-up only when
     # the chunk has a screenshot to describe: a chunk of rejected files never pays for it.
     known: pl.DataFrame | None = None
-    # Stores a screenshot from the bytes just hashed (hash, bytes, path) -> newly stored; None: the
-    # store lane does it (stores/local.py Sink). Never given the screenshots in `withheld`.
-    sink: Callable[[str, bytes, str], bool] | None = None
+    # Stores a screenshot from the bytes just hashed: (hash, bytes, path) -> newly stored, or None
+    # when it did not (the store lane will). None: the lane stores them all (stores/objects.py Sink).
+    # Never given the screenshots in `withheld`.
+    sink: Callable[[str, bytes, str], bool | None] | None = None
     withheld: frozenset[str] = frozenset()
 
 

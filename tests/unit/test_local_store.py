@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from loader.errors import StorageError
-from loader.stores import local
+from loader.stores import objects
 from loader.stores.local import BLOCK, LocalStore, storage_path
 from tests.scrape import png
 
@@ -44,7 +44,7 @@ def test_read_and_write_when_neither_clone_nor_in_kernel_copy_can(tmp_path: Path
     writer.start()
     out = tmp_path / "out"
     with open(out, "wb") as f:
-        local._clone_into(read_end, f.fileno(), len(data))
+        objects.clone_into(read_end, f.fileno(), len(data))
     writer.join()
     os.close(read_end)
     assert out.read_bytes() == data
