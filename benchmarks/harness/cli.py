@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--floor-workers", type=int, default=2, help="processes of the floor's read part")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before one run is killed")
     p.add_argument("--python", type=Path, default=Path(sys.executable), help="interpreter for the contenders")
+    p.add_argument("--fs-settle", type=float, default=600.0, metavar="SECONDS",
+                   help="wait until the harness's last clean-up of its scratch folders is this old: on ext4 "
+                        "without a journal, files created soon after a mass deletion cost several times more")
     return p
 
 

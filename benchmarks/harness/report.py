@@ -114,7 +114,7 @@ def markdown(result: dict[str, Any], level: int = 2, legend: bool = True) -> str
         f"shared_buffers {meta['server_settings'].get('shared_buffers')}, fsync "
         f"{meta['server_settings'].get('fsync')}), Python {meta['python']}; {measured}; {meta['runs']} timed runs "
         f"after {meta['warmup']} warm-up per contender, median (min–max); warm page cache; load average "
-        f"{meta['loadavg_start']} at start, {meta.get('loadavg_end')} at end.",
+        f"{meta['loadavg_start']} at start, {meta.get('loadavg_end')} at end.{_fs_note(meta)}",
         "",
     ]
     for size in result["sizes"]:
@@ -140,3 +140,12 @@ def write_results(result: dict[str, Any], results_dir: Path, plot: bool) -> list
 
         paths.append(draw(result, stem.with_suffix(".png")))
     return paths
+
+
+def _fs_note(meta: dict[str, Any]) -> str:
+    """The file system's state (harness/fs.py): what creating a file cost, and any wait for it."""
+    if "fs_create_us_start" not in meta:
+        return ""
+    waited = meta.get("fs_settle_waited", 0)
+    return (f" Creating an empty file: {meta['fs_create_us_start']} µs at start, {meta.get('fs_create_us_end', '–')} "
+            f"µs at end" + (f" (after waiting {waited} s for the last clean-up to age)" if waited else "") + ".")

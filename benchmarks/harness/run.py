@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.corpus import CORPUS_VERSION
+from benchmarks.harness import fs
 from benchmarks.harness.common import CONTENDERS, REPO, SCENARIOS, BenchmarkError, log
 from benchmarks.harness.contenders import Bench
 from benchmarks.harness.corpora import Corpus, ensure_corpus
@@ -78,10 +79,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(leftover, ignore_errors=True)
             bench.scratch.rename(leftover)
         corpora = [ensure_corpus(args.corpus_dir, f, b, args.seed, args.profile) for f, b in args.sizes]
+        result["meta"]["fs_settle_waited"] = round(fs.settle(args.work_dir, args.fs_settle))
         log(f"starting PostgreSQL in {args.work_dir / 'pgdata'}")
         bench.server = Server(args.work_dir / "pgdata")
         try:
-            result["meta"].update(server_version=bench.srv.version, server_settings=bench.srv.settings)
+            result["meta"].update(server_version=bench.srv.version, server_settings=bench.srv.settings,
+                                  fs_create_us_start=round(fs.create_cost_us(bench.scratch), 1))
             smallest = min(f for f, _ in args.sizes)
             for corpus in corpora:
                 contenders = [c for c in CONTENDERS if c in args.contenders  # pharmload first: the reference
@@ -98,10 +101,12 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                                   if size["files"] == MEMORY_TARGET.reference_files
                                   and (r["contender"], r["scenario"]) == ("pharmload", "first")), None)
                 mem["verdict"] = memory_verdict(mem, reference)
+            result["meta"]["fs_create_us_end"] = round(fs.create_cost_us(bench.scratch), 1)
         finally:
             bench.server.close()
             shutil.rmtree(bench.scratch, ignore_errors=True)
             shutil.rmtree(leftover, ignore_errors=True)
+            fs.note_cleanup(args.work_dir)
     result["meta"]["loadavg_end"] = _loadavg()
     every = [r for per_size in bench.series.values() for ser in per_size.values() for r in ser.runs + ser.warmup]
     result["meta"]["cpu_includes_orphans"] = all(r.extra.get("subreaper") and not r.extra.get("orphans_left")
