@@ -69,29 +69,25 @@ class ChunkStream:
             rels = part["rel"].to_list()
             known = self.man.known_hashes({os.path.dirname(r) for r in rels})
             roots = images.Roots(self.plan.roots, self.plan.depth, self.settings.max_image_bytes, known,
-                                 sink=self.sink(OPEN_PATIENCE if pool_size > 1 else 0.0), withheld=self.keep_loaded)
+                                 sink=self.sink() if pool_size > 1 else None, withheld=self.keep_loaded)
             yield parse.ParseTask(file_ids=part["file_id"].to_list(), paths=self.plan.paths(part), rels=rels,
                                   source_timezone=self.settings.source_timezone,
                                   max_json_bytes=self.settings.max_json_bytes,
                                   want_canon=self.settings.verify_writes != "off", roots=roots,
                                   hash_threads=hash_threads, keep_loaded=self.keep_loaded)
 
-    def sink(self, patience: float) -> Callable[[str, bytes, str], bool | None] | None:
-        """How workers store the screenshots they hash: themselves, from the bytes in hand, into a
-        local store in copy mode once the transaction has begun (a load that cannot reach its
-        database writes nothing into the store); else None, and the store lane does it.
+    def sink(self) -> Callable[[str, bytes | memoryview, str], bool | None] | None:
+        """How worker processes store the screenshots they hash: themselves, from the bytes in hand,
+        into a local store in copy mode once the transaction has begun (a load that cannot reach
+        its database writes nothing into the store); else None, and the store lane does it.
 
-        Worker processes wait up to `patience` for the transaction (a first load begins it beside
-        the first chunks, ~40 ms): the lane would otherwise store their first chunks alone, one
-        thread against two workers. Run in-process, a small load does not wait."""
-        if self.settings.dry_run or not isinstance(self.store, LocalStore):
+        They wait up to OPEN_PATIENCE for the transaction (a first load begins it beside the first
+        chunks, ~40 ms): the lane would otherwise store their first chunks alone, one thread against
+        two workers. A load run in-process leaves its screenshots to the lane, which stores them
+        while the main thread stages the rows (0.24 s against 0.06 + 0.08 s overlapped at 515 files)."""
+        if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened(OPEN_PATIENCE):
             return None
-        sink = self.store.sink()
-        if sink is None or self.lanes.opened(patience):
-            return sink
-        if patience == 0.0:  # in-process: the task is not pickled, it can ask again as it goes
-            return _WhenBegun(self.lanes, sink)
-        return None
+        return self.store.sink()
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows; stage and store its new screenshots."""
@@ -265,18 +261,6 @@ class ChunkStream:
             .otherwise(pl.lit("rejected")).alias("state"),
         ).join(reasons, on="rel", how="left", maintain_order="left").join(
             shots, on="file_id", how="left", maintain_order="left").drop("file_id")
-
-
-class _WhenBegun:
-    """A sink that stores only once the transaction has begun, asked per screenshot: a load run
-    in-process parses its chunk while its transaction begins, and hashes (and stores) after."""
-
-    def __init__(self, lanes: workers.Lanes, sink: Callable[[str, bytes, str], bool | None]) -> None:
-        self.lanes = lanes
-        self.sink = sink
-
-    def __call__(self, content_hash: str, data: bytes, src: str) -> bool | None:
-        return self.sink(content_hash, data, src) if self.lanes.opened() else None
 
 
 def _unchanged(path: str, size: int, mtime_ns: int) -> bool:

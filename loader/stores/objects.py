@@ -134,7 +134,7 @@ def copy_atomically(src: str, dst: str, ways: Ways | None = None) -> bool:
     return _publish(fd, tmp, dst)
 
 
-def write_atomically(data: bytes, dst: str) -> bool:
+def write_atomically(data: bytes | memoryview, dst: str) -> bool:
     """Write data into the store as dst, whole or not at all; False when dst was there already."""
     fd, tmp = _new_object(os.path.dirname(dst))
     try:
@@ -233,7 +233,7 @@ class Sink:
 
     root: str
 
-    def __call__(self, content_hash: str, data: bytes, src: str) -> bool:
+    def __call__(self, content_hash: str, data: bytes | memoryview, src: str) -> bool:
         """Store data as content_hash; True when it was not in the store yet."""
         return put(self.root, content_hash, src,
                     lambda dst, new: (new or not os.path.exists(dst)) and write_atomically(data, dst))
