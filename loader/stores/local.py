@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
-from loader.stores.objects import BLOCK, Sink, Ways, copy_atomically, put, storage_path, sync_to_disk
+from loader.stores.objects import BLOCK, Sink, Ways, copy_atomically, exists, put, storage_path, sync_to_disk
 
 __all__ = ["BLOCK", "LocalStore", "Sink", "StoredObject", "storage_path"]
 
@@ -60,23 +60,23 @@ class LocalStore:
         A hard link shares the scrape's file: a scraper that later rewrites that file in place would
         change the stored bytes too, which is why `--image-link link` is an explicit opt-in.
         """
-        return put(str(self.root), content_hash, src, lambda dst, new: self._place(src, dst, new))
+        return put(str(self.root), content_hash, src, lambda fd, name, new: self._place(src, fd, name, new))
 
     def sink(self) -> Sink | None:
         """What a worker stores the screenshots it hashes with, from their bytes in hand (copy mode)."""
         return None if self.link else Sink(os.path.abspath(self.root))
 
-    def _place(self, src: str, dst: str, new: bool) -> bool:
+    def _place(self, src: str, root: int, name: str, new: bool) -> bool:
         if not self.link:
-            return (new or not os.path.exists(dst)) and copy_atomically(src, dst, self._ways)
+            return (new or not exists(root, name)) and copy_atomically(src, root, name, self._ways)
         try:
-            os.link(src, dst)
+            os.link(src, name, dst_dir_fd=root, follow_symlinks=False)
         except FileExistsError:
             return False
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            return not os.path.exists(dst) and copy_atomically(src, dst, self._ways)
+            return not exists(root, name) and copy_atomically(src, root, name, self._ways)
         return True
 
     def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:
