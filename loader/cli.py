@@ -243,6 +243,7 @@ def run(argv: list[str]) -> int:
 
 
 def main() -> None:
+    heavy.tune_allocator()
     code = run(sys.argv[1:])
     # Everything is committed, written, closed and logged by now (the embedded server was released
     # explicitly): leave without the interpreter's teardown of every loaded module, which with

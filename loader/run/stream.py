@@ -253,7 +253,7 @@ class ChunkStream:
         reasons = pl.DataFrame(self.rejected, schema=REJECT_SCHEMA, orient="row").unique(subset="rel")
         shot_schema = pl.Schema({"file_id": pl.Int64, "screenshot": pl.String})
         shots = (pl.concat([f.rename({"file_order": "file_id", "image_rel": "screenshot"}).cast(shot_schema)
-                            for f in self.shot_of]).unique(subset="file_id")
+                            for f in self.shot_of])  # one row per loaded file: each is in one chunk
                  if self.shot_of else pl.DataFrame(schema=shot_schema))
         return self.todo.select(
             "rel", "size", "mtime_ns", "file_id",
