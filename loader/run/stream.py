@@ -87,7 +87,7 @@ class ChunkStream:
         while the main thread stages the rows (0.24 s against 0.06 + 0.08 s overlapped at 515 files)."""
         if self.settings.dry_run or not isinstance(self.store, LocalStore) or not self.lanes.opened(OPEN_PATIENCE):
             return None
-        return self.store.sink()
+        return self.store.sink(str(self.plan.roots[0]))
 
     def take_chunk(self, chunk: frame.Prepared) -> None:
         """Stage the chunk's rows; stage and store its new screenshots."""

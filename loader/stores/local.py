@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
-from loader.stores.objects import BLOCK, Sink, Ways, copy_atomically, exists, put, storage_path, sync_to_disk
+from loader.stores.objects import BLOCK, Sink, Ways, clones, copy_atomically, exists, put, storage_path, sync_to_disk
 
 __all__ = ["BLOCK", "LocalStore", "Sink", "StoredObject", "storage_path"]
 
@@ -62,9 +62,13 @@ class LocalStore:
         """
         return put(str(self.root), content_hash, src, lambda fd, name, new: self._place(src, fd, name, new))
 
-    def sink(self) -> Sink | None:
-        """What a worker stores the screenshots it hashes with, from their bytes in hand (copy mode)."""
-        return None if self.link else Sink(os.path.abspath(self.root))
+    def sink(self, sources: str) -> Sink | None:
+        """What a worker stores the screenshots it hashes with, from their bytes in hand: in copy
+        mode, unless this store can clone the screenshots of `sources` (a folder) instead, which the
+        store thread does (free on a copy-on-write file system: no second copy of the bytes)."""
+        if self.link or clones(sources, str(self.root)):
+            return None
+        return Sink(os.path.abspath(self.root))
 
     def _place(self, src: str, root: int, name: str, new: bool) -> bool:
         if not self.link:

@@ -190,6 +190,35 @@ def _forget(root: str) -> None:
     _MADE.pop(root, None)
 
 
+# File systems whose files can share extents (FICLONE): a clone costs no copy of the bytes there.
+CLONING = frozenset({"btrfs", "xfs", "bcachefs", "ocfs2"})
+
+
+def clones(source: str, store: str, mounts: str = "/proc/self/mounts") -> bool:
+    """Whether copies from source (a folder) into store can be clones: both on one file system of
+    a CLONING type. The store may not exist yet: its nearest existing folder stands for it."""
+    try:
+        src = os.stat(source)
+        here = os.path.abspath(store)
+        while not os.path.exists(here):
+            here = os.path.dirname(here)
+        if os.stat(here).st_dev != src.st_dev:
+            return False
+        with open(mounts) as f:
+            table = [line.split() for line in f]
+    except OSError:
+        return False
+    real = os.path.realpath(here)
+    best, kind = "", ""
+    for fields in table:
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind in CLONING
+
+
 def sync_to_disk(root: Path) -> None:
     """Flush everything written to the file system holding root (one syncfs, not an fsync per file),
     so that image_assets rows commit only for screenshots that are on disk. os.sync without syncfs."""

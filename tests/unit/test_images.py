@@ -29,7 +29,7 @@ def test_describe_stores_a_screenshot_read_whole_from_the_bytes_it_hashed(tmp_pa
     data = png(640, 480, filler)
     (tmp_path / "a.png").write_bytes(data)
     store = LocalStore(tmp_path / "store")
-    roots = images.Roots((str(tmp_path),), 1, sink=store.sink())
+    roots = images.Roots((str(tmp_path),), 1, sink=store.sink(str(tmp_path)))
     digest = hashlib.sha256(data).hexdigest()
     first = images.describe("a.png", str(tmp_path / "a.png"), roots)
     again = images.describe("a.png", str(tmp_path / "a.png"), roots)
@@ -46,7 +46,7 @@ def test_describe_stores_a_screenshot_read_whole_from_the_bytes_it_hashed(tmp_pa
 
 def test_describe_never_stores_a_withheld_screenshot(tmp_path: Path) -> None:
     (tmp_path / "a.png").write_bytes(png())
-    roots = images.Roots((str(tmp_path),), 1, sink=LocalStore(tmp_path / "store").sink(),
+    roots = images.Roots((str(tmp_path),), 1, sink=LocalStore(tmp_path / "store").sink(str(tmp_path)),
                          withheld=frozenset({"a.png"}))
     assert images.describe("a.png", str(tmp_path / "a.png"), roots)[-1] is None
     assert not (tmp_path / "store").exists()

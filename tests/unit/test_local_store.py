@@ -114,3 +114,17 @@ def test_a_load_of_many_screenshots_leaves_each_whole_and_no_temporary(tmp_path:
         assert (tmp_path / "store" / storage_path(h)).read_bytes() == Path(path).read_bytes()
     left = [p for p in (tmp_path / "store").rglob(".*") if p.is_file()]
     assert left == [stale]
+
+
+@pytest.mark.parametrize(("kind", "expected"), [("btrfs", True), ("xfs", True), ("ext4", False), ("tmpfs", False)])
+def test_a_store_that_can_clone_its_sources_leaves_storing_to_the_store_thread(tmp_path: Path, kind: str,
+                                                                              expected: bool) -> None:
+    """On a copy-on-write file system the store thread clones (no second copy of the bytes); elsewhere
+    the workers write the bytes they hashed. The mount table decides: the deepest mount point holding
+    the store, and the source on the same device."""
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"proc /proc proc rw 0 0\n/dev/vdb / {kind} rw 0 0\n")
+    assert objects.clones(str(tmp_path), str(tmp_path / "store" / "not-yet"), str(mounts)) is expected
+    deeper = tmp_path / "mounts-deeper"
+    deeper.write_text(f"/dev/vdb / btrfs rw 0 0\n/dev/vdc {tmp_path} {kind} rw 0 0\n")
+    assert objects.clones(str(tmp_path), str(tmp_path / "store"), str(deeper)) is expected
