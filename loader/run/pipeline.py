@@ -236,10 +236,14 @@ def _todo(settings: Settings, jsons: pl.DataFrame, man: Manifest) -> tuple[pl.Da
     loaded or rejected it as it is now; --full parses everything."""
     if settings.full:
         return jsons, man.remembered_rejects(jsons.clear(), settings.parse_key)
-    # Streamed: an in-memory anti-join of a million files held ~270 MB of hash tables at once.
-    todo = jsons.lazy().join(man.loaded_files().lazy(), on=["rel", "size", "mtime_ns"], how="anti",
-                             maintain_order="left").collect(engine="streaming")
+    # Streamed: an in-memory anti-join of a million files held ~270 MB of hash tables at once. With
+    # nothing loaded or remembered yet (a first load), todo is the plan itself, not a copy of it.
+    loaded = man.loaded_files()
+    todo = jsons if not loaded.height else jsons.lazy().join(
+        loaded.lazy(), on=["rel", "size", "mtime_ns"], how="anti", maintain_order="left").collect(engine="streaming")
     remembered = man.remembered_rejects(todo, settings.parse_key)
+    if not remembered.height:
+        return todo, remembered
     return todo.join(remembered.select("rel"), on="rel", how="anti", maintain_order="left"), remembered
 
 
