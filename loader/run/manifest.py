@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
+import tempfile
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from loader.errors import LoadError
 from loader.report import write_atomically
 
 log = logging.getLogger("pharmload")
@@ -59,7 +63,10 @@ class Manifest:
     images: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=IMAGE_SCHEMA))
     _saved_at: float = 0.0
     _interval: float = SAVE_EVERY
-    _new: list[pl.DataFrame] = field(default_factory=list)          # hashes recorded by this run
+    # Hashes recorded by this run, spilled to Parquet files a chunk at a time: held in memory, a
+    # million screenshots' rows were ~250 MB, a quarter of a million-file load's peak.
+    _new: list[Path] = field(default_factory=list)
+    _spill: Path | None = None
     _by_folder: dict[str, pl.DataFrame] | None = None
     @classmethod
     def open(cls, path: Path, states_dir: Path, tag: str, target: str) -> tuple[Manifest, str | None]:
@@ -106,8 +113,8 @@ class Manifest:
         # copy of the whole manifest (~400 MB at a million files, on top of the manifest itself).
         table = pl.concat([
             self.files.lazy().with_columns(pl.lit("file").alias("kind")),
-            *(part.lazy().rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind"))
-              for part in (self.images, *self._new)),
+            *(part.rename({"image_rel": "rel"}).with_columns(pl.lit("image").alias("kind"))
+              for part in (self.images.lazy(), *self._recorded())),
         ], how="diagonal")
         # lz4 without statistics: half of zstd's time, at twice its (still small) size.
         write_atomically(self.path, lambda f: table.sink_parquet(
@@ -169,7 +176,10 @@ class Manifest:
     def record_files(self, outcomes: pl.DataFrame) -> None:
         """Upsert (rel, size, mtime_ns, state, code, detail, screenshot) rows for this load's files."""
         outcomes = outcomes.select(list(FILE_SCHEMA)).cast(pl.Schema(FILE_SCHEMA))
-        self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes])
+        if not self.files.height:  # a first load: no copy of a million rows into an empty table
+            self.files = outcomes
+            return
+        self.files = pl.concat([self.files.join(outcomes, on="rel", how="anti"), outcomes], rechunk=False)
 
     def known_hashes(self, folders: set[str]) -> pl.DataFrame | None:
         """Hash facts of earlier runs' screenshots in these folders (image_rel, size, mtime, hash,
@@ -188,16 +198,33 @@ class Manifest:
         return pl.concat(parts) if parts else None
 
     def record_hashes(self, hashed: pl.DataFrame) -> None:
-        """Remember this run's screenshot hashes (merged into the manifest when it is saved)."""
-        if hashed.height:
-            self._new.append(hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)))
+        """Remember this run's screenshot hashes (merged into the manifest when it is saved), in a
+        temporary folder (TMPDIR's) that goes with this object or the process."""
+        if not hashed.height:
+            return
+        try:
+            if self._spill is None:
+                self._spill = Path(tempfile.mkdtemp(prefix="pharmload-hashes-"))
+                weakref.finalize(self, shutil.rmtree, self._spill, True)
+            part = self._spill / f"{len(self._new):06d}.parquet"
+            hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)).write_parquet(
+                part, compression="lz4", statistics=False)
+        except OSError as exc:
+            raise LoadError(f"cannot keep this load's screenshot hashes in {self._spill or tempfile.gettempdir()} "
+                            f"({exc.strerror or exc}); nothing was committed: free some space there or set "
+                            "TMPDIR to another folder, then run the load again") from exc
+        self._new.append(part)
+
+    def _recorded(self) -> list[pl.LazyFrame]:
+        """This run's recorded hashes, in the order recorded (scanned from their files)."""
+        return [pl.scan_parquet(self._new, schema=IMAGE_SCHEMA)] if self._new else []
 
     def all_images(self) -> pl.DataFrame:
         """Earlier runs' screenshots, then this run's: for a path listed twice, the later row holds.
 
         Not deduplicated here: that copied every screenshot row at each save, a few hundred MB at
         a million files. open() drops the superseded rows once, before a load begins."""
-        return pl.concat([self.images, *self._new]) if self._new else self.images
+        return pl.concat([self.images.lazy(), *self._recorded()]).collect() if self._new else self.images
 
 
 def of_tag(folder: Path, tag: str) -> list[tuple[Path, str]]:

@@ -115,7 +115,8 @@ class ChunkStream:
                                                                        maintain_order=True)
         if self.keep_loaded:
             fresh = fresh.filter(~pl.col("image_rel").is_in(list(self.keep_loaded)))
-        self.staged.append(fresh["image_rel"])
+        if self.man.images.height:  # for repair_store, which has nothing to repair on a first load
+            self.staged.append(fresh["image_rel"])
         by_workers = fresh.filter(pl.col("stored")).height
         self.rep.count("images_stored", by_workers)
         if fresh["stored"].is_not_null().any():  # the workers stored this chunk's screenshots
@@ -143,7 +144,7 @@ class ChunkStream:
         """After the last chunk: list the staged rows another row of the load beats, so the merge
         reads one row per key with no sort; returns how many rows are left (the distinct keys)."""
         with self.rep.phase("settle"):
-            keys = pl.concat(self.keys) if self.keys else None
+            keys = pl.concat(self.keys, rechunk=False) if self.keys else None  # not a copy of them all
             self.keys = []
             losers = frame.superseded(keys) if keys is not None else None
             if losers is not None and losers.height:

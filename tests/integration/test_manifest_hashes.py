@@ -1,0 +1,49 @@
+"""The screenshot hashes a load records for its manifest wait in a temporary folder until the
+manifest is saved (not in memory: a quarter of a million-file load's peak): every one reaches the
+manifest, the folder goes with the load, and a folder that cannot be written fails the load cleanly."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from benchmarks.corpus import CorpusSpec, generate
+from loader.errors import LoadError
+from loader.run import pipeline
+from loader.settings import Settings
+from tests.conftest import query
+
+
+def test_every_hash_reaches_the_manifest_and_the_spill_folder_goes(settings: Settings, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "tree"
+    stats = generate(root, CorpusSpec(files=300, seed=7, image_bytes=1500, days=2, profile="realistic"))
+    spill = tmp_path / "tmp"
+    spill.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spill))
+    pooled = settings.replace(states_dir=root, max_workers=2, chunk_files=30)
+
+    pipeline.run(pooled)
+
+    assert [p.name for p in spill.iterdir() if p.name.startswith("pharmload")] == []
+    images = pl.read_parquet(pooled.manifest_file).filter(pl.col("kind") == "image")
+    recorded = dict(zip(images["rel"], images["content_hash"], strict=True))
+    assert recorded == {rel: hashlib.sha256((root / rel).read_bytes()).hexdigest() for rel in stats.image_files}
+
+
+def test_a_spill_folder_that_cannot_be_written_fails_the_load_and_changes_nothing(
+        settings: Settings, dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "tree"
+    generate(root, CorpusSpec(files=120, seed=8, image_bytes=1500, profile="realistic"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-folder"))
+
+    with pytest.raises(LoadError, match=r"cannot keep this load's screenshot hashes in .*no-such-folder.*"
+                                        r"nothing was committed"):
+        pipeline.run(settings.replace(states_dir=root))
+
+    # The load's one transaction made the schema too: rolled back, the database has not even that.
+    assert query(dsn, "SELECT to_regclass('search_results')") == [(None,)]
