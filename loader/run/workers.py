@@ -178,8 +178,9 @@ class Lanes:
         self._opening: Future[Any] | None = None
 
     def open_with(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run fn (connect and begin) first on the db lane. The store lane runs nothing until it has
-        succeeded: a load that cannot reach its database writes nothing into the image store either."""
+        """Run fn (connect and begin) first on the db lane. Nothing queued after it on either lane
+        runs unless it succeeded: a load that cannot reach its database writes nothing into the image
+        store either."""
         self._opening = self.db.submit(fn, *args)
         with self._lock:
             self._futures.append(self._opening)
@@ -198,10 +199,9 @@ class Lanes:
         return self._opening.done() and self._opening.exception() is None
 
     def submit(self, lane: ThreadPoolExecutor, fn: Callable[..., Any], *args: Any) -> None:
-        if lane is self.store and self._opening is not None:
-            fut = lane.submit(_after, self._opening, fn, *args)
-        else:
-            fut = lane.submit(fn, *args)
+        """Queue fn on a lane; after open_with, only to run once the transaction has begun (a COPY
+        queued behind a failed connection attempt gives up with it instead of running without one)."""
+        fut = lane.submit(fn, *args) if self._opening is None else lane.submit(_after, self._opening, fn, *args)
         with self._lock:
             self._futures.append(fut)
 

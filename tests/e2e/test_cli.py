@@ -217,6 +217,18 @@ def test_exit_3_when_the_database_is_unreachable(cli: Cli, dsn: str) -> None:
     assert cli.report_json()["status"] == "failed"
 
 
+def test_an_unreachable_database_is_one_message_even_with_chunks_queued_for_it(cli: Cli) -> None:
+    # Several chunks parsed by worker processes: their COPYs queue behind the connection attempt,
+    # and must give up with it rather than run without a connection (an internal error each).
+    for i in range(12):
+        cli.scrape.search(f"2025-08-03/PA/Pharmacy {i}_01", document(name=f"Pharmacy {i}"))
+    res = cli.run(cli.load("--chunk-files", "2", "--max-workers", "2", "--retries", "1", dsn=UNREACHABLE))
+    assert res.code == 3, res.stderr
+    assert "Traceback" not in res.stderr and "Error" not in res.stderr, res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("pharmload: ")
+    assert _store(cli.image_dir) == []
+
+
 def test_exit_3_when_the_load_fails_leaves_the_database_unchanged(cli: Cli, dsn: str) -> None:
     _tree(cli.scrape)
     assert cli.run(cli.load()).code == 0
