@@ -52,3 +52,28 @@ def create_cost_us(folder: Path, files: int = PROBE_FILES) -> float:
     for i in range(files):
         os.close(os.open(probe / f"{i:05d}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     return (time.perf_counter() - start) / files * 1e6
+
+
+def warm_tree(root: Path) -> float:
+    """Read every file below root once, so that a single timed load finds its tree in the page
+    cache as the repeated runs of the other sizes do; returns the seconds it took."""
+    start = time.perf_counter()
+    for folder, _, names in os.walk(root):
+        for name in names:
+            with open(os.path.join(folder, name), "rb") as f:
+                while f.read(1 << 20):
+                    pass
+    return time.perf_counter() - start
+
+
+VM_COUNTERS = ("pgpgin", "pgpgout", "workingset_refault_file", "pgscan_direct")
+
+
+def vm_counters() -> dict[str, int]:
+    """The kernel's counters of disk traffic (KB) and page-cache pressure (pages) since boot."""
+    try:
+        with open("/proc/vmstat", encoding="ascii") as f:
+            pairs = (line.split() for line in f)
+            return {k: int(v) for k, v in pairs if k in VM_COUNTERS}
+    except OSError:
+        return {}

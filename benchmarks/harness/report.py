@@ -62,7 +62,18 @@ def _memory_section(mem: dict[str, Any], h: str) -> list[str]:
     return [f"{h} Memory check: pharmload first load of {size_title(mem['files'], mem['image_bytes'])}", "",
             f"loader peak RSS (ru_maxrss) {mem['rss_mb']:.0f} MB; whole process tree: PSS "
             f"{mem['tree_pss_mb']:.0f} MB, RSS summed {mem['tree_rss_mb']:.0f} MB; server "
-            f"{mem['server_rss_mb']:.0f} MB. Wall {mem['wall']:.1f}s, CPU {mem['cpu']:.1f}s{server}{busy}.", ""]
+            f"{mem['server_rss_mb']:.0f} MB. Wall {mem['wall']:.1f}s, CPU {mem['cpu']:.1f}s{server}{busy}."
+            + _disk_note(mem), ""]
+
+
+def _disk_note(mem: dict[str, Any]) -> str:
+    """Whether the load waited on the disk: its tree read beforehand, what the kernel read and wrote."""
+    vm = mem.get("vm") or {}
+    if "tree_warm_s" not in mem or "pgpgin" not in vm:
+        return ""
+    return (f" Its tree was read once beforehand ({mem['tree_warm_s']:.0f}s); during the load the machine read "
+            f"{vm['pgpgin'] / 1024 ** 2:.1f} GB from disk and wrote {vm.get('pgpgout', 0) / 1024 ** 2:.1f} GB, "
+            f"with {vm.get('workingset_refault_file', 0):,} page-cache refaults.")
 
 
 def all_checks(result: dict[str, Any]) -> list[dict[str, Any]]:

@@ -123,7 +123,8 @@ def test_harness_runs_every_contender_on_a_tiny_corpus(tmp_path: Path) -> None:
     work = Path(os.environ.get("PHARMLOAD_BENCH_SMOKE_DIR", f"/var/tmp/pharmload-bench-{os.getuid()}-smoke"))
     cmd = [sys.executable, "-m", "benchmarks.harness", "--sizes", "20:2000", "--runs", "1", "--warmup", "0",
            "--work-dir", str(work), "--corpus-dir", str(work / "corpus"), "--results-dir", str(tmp_path),
-           "--no-plot", "--update-results", "--results-file", str(tmp_path / "RESULTS.md"), "--fs-settle", "0"]
+           "--no-plot", "--update-results", "--results-file", str(tmp_path / "RESULTS.md"), "--fs-settle", "0",
+           "--memory-check", "30:2000"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     [result_file] = tmp_path.glob("bench-*-20x2000.json")
@@ -144,7 +145,11 @@ def test_harness_runs_every_contender_on_a_tiny_corpus(tmp_path: Path) -> None:
     assert "realistic profile: 20 search files" in done.stdout and "cores busy %" in done.stdout
     first = rows[("pharmload", "first")]
     assert first["cpu_median"] > 0 and 0 < first["machine_busy_pct_median"] <= 100
-    assert "<!-- latest realistic-20x2000 -->" in (tmp_path / "RESULTS.md").read_text()
+    assert "<!-- latest realistic-20x2000_mem30x2000 -->" in (tmp_path / "RESULTS.md").read_text()
     # the file system's state is part of the result: what creating a file cost, before and after
     assert result["meta"]["fs_create_us_start"] > 0 and result["meta"]["fs_create_us_end"] > 0
     assert "Creating an empty file:" in done.stdout and (work / ".last-cleanup").is_file()
+    # the memory check's single load finds its tree read once, and says what the disk did meanwhile
+    mem = result["memory_check"]
+    assert mem["files"] == 30 and mem["pass"] and mem["tree_warm_s"] >= 0 and mem["vm"]["pgpgin"] >= 0
+    assert "Its tree was read once beforehand" in done.stdout
