@@ -71,7 +71,7 @@ def _disk_note(mem: dict[str, Any]) -> str:
     vm = mem.get("vm") or {}
     if "tree_warm_s" not in mem or "pgpgin" not in vm:
         return ""
-    return (f" Its tree was read once beforehand ({mem['tree_warm_s']:.0f}s); during the load the machine read "
+    return (f" Its tree was read beforehand ({mem['tree_warm_s']:.0f}s); during the load the machine read "
             f"{vm['pgpgin'] / 1024 ** 2:.1f} GB from disk and wrote {vm.get('pgpgout', 0) / 1024 ** 2:.1f} GB, "
             f"with {vm.get('workingset_refault_file', 0):,} page-cache refaults.")
 

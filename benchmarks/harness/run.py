@@ -139,7 +139,7 @@ def memory_check(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     name, dsn = bench.database("memory")
     out = base / "memory"
     warm = fs.warm_tree(corpus.root)
-    log(f"memory check: read the tree once in {warm:.0f}s (page cache)")
+    log(f"memory check: read the tree in {warm:.0f}s (page cache)")
     before = fs.vm_counters()
     run = measure(bench.pharmload_cmd(dsn, corpus.root, base / "images", base / "manifests", base / "report.json"),
                   env=bench.env, out=out, server=bench.srv, timeout=args.timeout)
