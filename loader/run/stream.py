@@ -49,7 +49,7 @@ class ChunkStream:
         self.canon: list[pl.DataFrame] = []
         self.hashes: list[pl.DataFrame] = []
         self.keys: list[pl.DataFrame] = []   # frame.WINNER_COLUMNS of each staged row, per chunk
-        self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk
+        self.staged: list[pl.Series] = []    # screenshot paths this attempt staged, per chunk (for repair_store)
         self.ok_files: list[pl.Series] = []  # search files this attempt loaded, per chunk
         self.rejected: list[tuple[str, str, str]] = []  # (rel, code, detail) of those it rejected
         self.shot_of: list[pl.DataFrame] = []  # (file_order, image_rel): each loaded file's screenshot
@@ -115,7 +115,7 @@ class ChunkStream:
                                                                        maintain_order=True)
         if self.keep_loaded:
             fresh = fresh.filter(~pl.col("image_rel").is_in(list(self.keep_loaded)))
-        if self.man.images.height:  # for repair_store, which has nothing to repair on a first load
+        if self.man.images.height:  # else repair_store has nothing to repair
             self.staged.append(fresh["image_rel"])
         by_workers = fresh.filter(pl.col("stored")).height
         self.rep.count("images_stored", by_workers)
