@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import fcntl
 import os
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
+from loader.heavy import libc
 
 BLOCK = 1 << 20
 FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int), share the source's extents (btrfs, XFS)
@@ -227,8 +227,7 @@ def sync_to_disk(root: Path) -> None:
     except FileNotFoundError:
         return  # no store yet: nothing was written to it
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        syncfs = getattr(libc, "syncfs", None)
+        syncfs = getattr(libc(), "syncfs", None)
         if syncfs is None:
             os.sync()
         elif syncfs(fd) != 0:
