@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loader.errors import StorageError
-from loader.stores.objects import BLOCK, Sink, Ways, clones, copy_atomically, exists, put, storage_path, sync_to_disk
+from loader.stores.objects import BLOCK, Sink, Ways, clones, copy_object, exists, put, storage_path, sync_to_disk
 
 __all__ = ["BLOCK", "LocalStore", "Sink", "StoredObject", "storage_path"]
 
@@ -72,7 +72,7 @@ class LocalStore:
 
     def _place(self, src: str, root: int, name: str, new: bool) -> bool:
         if not self.link:
-            return (new or not exists(root, name)) and copy_atomically(src, root, name, self._ways)
+            return (new or not exists(root, name)) and copy_object(src, root, name, self._ways)
         try:
             os.link(src, name, dst_dir_fd=root, follow_symlinks=False)
         except FileExistsError:
@@ -80,7 +80,7 @@ class LocalStore:
         except OSError as exc:
             if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
                 raise
-            return not exists(root, name) and copy_atomically(src, root, name, self._ways)
+            return not exists(root, name) and copy_object(src, root, name, self._ways)
         return True
 
     def store_many(self, items: Iterable[tuple[str, str, str | None]]) -> tuple[int, dict[str, str]]:

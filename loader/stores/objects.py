@@ -115,35 +115,37 @@ def _discard(fd: int, tmp: str | None, root: int) -> None:
             os.unlink(tmp, dir_fd=root)
 
 
-def copy_atomically(src: str, root: int, name: str, ways: Ways | None = None) -> bool:
-    """Copy src into the store (the open root) as name, whole or not at all (see _new_object);
-    False when name was there already."""
+def _store_object(root: int, name: str, fill: Callable[[int], None]) -> bool:
+    """A new object named name in the store (the open root), its bytes written by fill(fd), whole
+    or not at all (see _new_object); False when name was there already."""
     fd, tmp = _new_object(root, os.path.dirname(name))
     try:
+        fill(fd)
+    except BaseException:
+        _discard(fd, tmp, root)
+        raise
+    return _publish(fd, tmp, root, name)
+
+
+def copy_object(src: str, root: int, name: str, ways: Ways | None = None) -> bool:
+    """Copy src into the store as name (a clone where the file systems allow it)."""
+    def fill(fd: int) -> None:
         inp = os.open(src, os.O_RDONLY | os.O_CLOEXEC)
         try:
             st = os.fstat(inp)
             clone_into(inp, fd, st.st_size, ways, st.st_dev)
         finally:
             os.close(inp)
-    except BaseException:
-        _discard(fd, tmp, root)
-        raise
-    return _publish(fd, tmp, root, name)
+    return _store_object(root, name, fill)
 
 
-def write_atomically(data: bytes | memoryview, root: int, name: str) -> bool:
-    """Write data into the store (the open root) as name, whole or not at all; False when name was
-    there already."""
-    fd, tmp = _new_object(root, os.path.dirname(name))
-    try:
+def write_object(data: bytes | memoryview, root: int, name: str) -> bool:
+    """Write data into the store as name."""
+    def fill(fd: int) -> None:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-    except BaseException:
-        _discard(fd, tmp, root)
-        raise
-    return _publish(fd, tmp, root, name)
+    return _store_object(root, name, fill)
 
 
 def exists(root: int, name: str) -> bool:
@@ -295,4 +297,4 @@ class Sink:
     def __call__(self, content_hash: str, data: bytes | memoryview, src: str) -> bool:
         """Store data as content_hash; True when it was not in the store yet."""
         return put(self.root, content_hash, src,
-                   lambda fd, name, new: (new or not exists(fd, name)) and write_atomically(data, fd, name))
+                   lambda fd, name, new: (new or not exists(fd, name)) and write_object(data, fd, name))
