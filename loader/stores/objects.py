@@ -167,6 +167,7 @@ class _Nameless:
 _NAMELESS = _Nameless()
 _MADE: dict[str, set[str]] = {}  # per store root: the sha256/ab/cd folders this process made or found
 _ROOTS: dict[str, int] = {}  # per store root: this process's open descriptor of it (_root)
+_ROOTS_LOCK = threading.Lock()
 OPEN_ROOTS = 8  # at most that many kept open; more roots in one process (tests) reopen as needed
 
 
@@ -174,22 +175,27 @@ def _root(root: str) -> int:
     """This process's open descriptor of the store root (made if missing): every call on an object
     goes relative to it, a path walk of 4 names instead of ~10 (11 µs of ~50 per object here)."""
     fd = _ROOTS.get(root)
-    if fd is None:
-        os.makedirs(root, exist_ok=True)
-        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        while len(_ROOTS) >= OPEN_ROOTS:
-            os.close(_ROOTS.pop(next(iter(_ROOTS))))
-            _MADE.clear()
-        _ROOTS[root] = fd
-    return fd
+    if fd is not None:
+        return fd
+    with _ROOTS_LOCK:  # an in-process load's hashing threads may both get here first
+        fd = _ROOTS.get(root)
+        if fd is None:
+            os.makedirs(root, exist_ok=True)
+            fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            while len(_ROOTS) >= OPEN_ROOTS:
+                os.close(_ROOTS.pop(next(iter(_ROOTS))))
+                _MADE.clear()
+            _ROOTS[root] = fd
+        return fd
 
 
 def _forget(root: str) -> None:
     """The root was removed (and perhaps made again) since it was opened: open it anew next time."""
-    fd = _ROOTS.pop(root, None)
-    if fd is not None:
-        os.close(fd)
-    _MADE.pop(root, None)
+    with _ROOTS_LOCK:
+        fd = _ROOTS.pop(root, None)
+        if fd is not None:
+            os.close(fd)
+        _MADE.pop(root, None)
 
 
 # File systems whose files can share extents (FICLONE): a clone costs no copy of the bytes there.

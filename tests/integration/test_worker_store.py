@@ -1,6 +1,6 @@
 """Screenshots stored by the worker processes, from the bytes they hashed: every one whole, once,
 under its own hash, counted exactly, with nothing else left in the store; as a load run in-process
-(where the store thread copies them) leaves it."""
+leaves it, whether its hashing threads store them or the store thread copies them."""
 
 from __future__ import annotations
 
@@ -38,7 +38,13 @@ def test_worker_processes_store_each_screenshot_whole_and_once(settings: Setting
     assert again.images_stored == 0 and again.images_referenced == len(shots)
     assert store_contents(pooled.image_dir) == stored
 
-    # In-process, the store thread copies them: the same store, byte for byte.
+    # In-process with one worker, the store thread copies them: the same store, byte for byte.
     inline = pipeline.run(settings.replace(states_dir=root, tag="inline", image_dir=tmp_path / "inline-images"))
-    assert inline.images_stored == len(shots)
+    assert inline.images_stored == len(shots) and "store" in inline.phases
     assert store_contents(tmp_path / "inline-images") == stored
+
+    # In-process with two (one chunk: no pool), the two hashing threads store what they hash.
+    threads = pipeline.run(settings.replace(states_dir=root, tag="threads", image_dir=tmp_path / "thread-images",
+                                            max_workers=2, chunk_files=10_000))
+    assert threads.images_stored == len(shots) and "store" not in threads.phases
+    assert store_contents(tmp_path / "thread-images") == stored
