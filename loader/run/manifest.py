@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
+import stat
 import tempfile
 import time
 import weakref
@@ -28,6 +30,7 @@ import polars as pl
 
 from loader.errors import LoadError
 from loader.report import write_atomically
+from loader.run import workers
 
 log = logging.getLogger("pharmload")
 VERSION = 3  # 3: rejected files keep their reason; a version 2 manifest is read as one without reasons
@@ -45,6 +48,8 @@ IMAGE_SCHEMA: dict[str, Any] = {
 KNOWN_COLUMNS = ("size", "mtime_ns", "content_hash", "file_size", "content_type", "width", "height")
 ROW_GROUP = 50_000  # rows: open() streams the file a row group at a time
 SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
+SPILL_PREFIX = "pharmload-hashes-"  # then the loader's PID: the temporary folder of its recorded hashes
+STALE_SPILL = 3600.0  # seconds untouched before a gone load's spill folder is removed (new_spill)
 
 
 @dataclass
@@ -204,7 +209,7 @@ class Manifest:
             return
         try:
             if self._spill is None:
-                self._spill = Path(tempfile.mkdtemp(prefix="pharmload-hashes-"))
+                self._spill = new_spill()
                 weakref.finalize(self, shutil.rmtree, self._spill, True)
             part = self._spill / f"{len(self._new):06d}.parquet"
             hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)).write_parquet(
@@ -225,6 +230,35 @@ class Manifest:
         Not deduplicated here: that copied every screenshot row at each save, a few hundred MB at
         a million files. open() drops the superseded rows once, before a load begins."""
         return pl.concat([self.images.lazy(), *self._recorded()]).collect() if self._new else self.images
+
+
+def new_spill() -> Path:
+    """A temporary folder for one load's recorded hashes, named after its process. Made after
+    removing what loads killed outright (SIGKILL, a power loss) left in the same place, ~70 MB per
+    million screenshots each: a cron job's killed runs would otherwise pile them up in TMPDIR."""
+    tmp = Path(tempfile.gettempdir())
+    remove_stale_spills(tmp)
+    return Path(tempfile.mkdtemp(prefix=f"{SPILL_PREFIX}{os.getpid()}-", dir=tmp))
+
+
+def remove_stale_spills(tmp: Path, now: float | None = None) -> list[Path]:
+    """Remove this user's spill folders in tmp whose load is gone: its process no longer runs and
+    nothing was written there for STALE_SPILL seconds (a process of another PID namespace sharing
+    the folder looks gone; a running load writes a file per chunk). Returns what it removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in tmp.glob(f"{SPILL_PREFIX}*"):
+        pid = entry.name[len(SPILL_PREFIX):].split("-", 1)[0]
+        try:
+            st = entry.lstat()
+            if (not pid.isdigit() or workers.alive(int(pid)) or not stat.S_ISDIR(st.st_mode)
+                    or st.st_uid != os.getuid() or now - st.st_mtime < STALE_SPILL):
+                continue
+        except OSError:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(entry)
+    return removed
 
 
 def of_tag(folder: Path, tag: str) -> list[tuple[Path, str]]:

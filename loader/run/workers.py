@@ -82,7 +82,7 @@ class Pool:
             yield result
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """True while pid runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -109,7 +109,7 @@ def _start_worker(parent: int) -> None:
     """
     gc.freeze()
     def watch() -> None:
-        while _alive(parent):
+        while alive(parent):
             time.sleep(0.5)
         os._exit(1)
 

@@ -1,11 +1,15 @@
 """The screenshot hashes a load records for its manifest wait in a temporary folder until the
 manifest is saved (not in memory: a quarter of a million-file load's peak): every one reaches the
-manifest, the folder goes with the load, and a folder that cannot be written fails the load cleanly."""
+manifest, the folder goes with the load (or with a later load, when it was killed outright), and a
+folder that cannot be written fails the load cleanly."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import polars as pl
@@ -13,7 +17,7 @@ import pytest
 
 from benchmarks.corpus import CorpusSpec, generate
 from loader.errors import LoadError
-from loader.run import pipeline
+from loader.run import manifest, pipeline
 from loader.settings import Settings
 from tests.conftest import query
 
@@ -47,3 +51,35 @@ def test_a_spill_folder_that_cannot_be_written_fails_the_load_and_changes_nothin
 
     # The load's one transaction made the schema too: rolled back, the database has not even that.
     assert query(dsn, "SELECT to_regclass('search_results')") == [(None,)]
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_a_load_removes_the_spill_folders_of_loads_killed_outright(settings: Settings, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "tree"
+    generate(root, CorpusSpec(files=120, seed=9, image_bytes=1500, profile="realistic"))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    dead, hour_ago = _dead_pid(), time.time() - 2 * manifest.STALE_SPILL
+    left = {name: tmp / name for name in (
+        f"pharmload-hashes-{dead}-killed",    # its load is gone, and it is old: removed
+        f"pharmload-hashes-{dead}-fresh",     # gone, but written to moments ago (another PID namespace?)
+        f"pharmload-hashes-{os.getpid()}-x",  # its process runs
+        "pharmload-hashes-notapid",           # not named by a process
+        "someone-elses-folder")}
+    for name, folder in left.items():
+        folder.mkdir()
+        (folder / "000000.parquet").write_bytes(b"x")
+        if not name.endswith("fresh"):
+            os.utime(folder, (hour_ago, hour_ago))
+
+    pipeline.run(settings.replace(states_dir=root))
+
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(set(left) - {f"pharmload-hashes-{dead}-killed"})
