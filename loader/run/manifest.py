@@ -47,7 +47,12 @@ IMAGE_SCHEMA: dict[str, Any] = {
 }
 KNOWN_COLUMNS = ("size", "mtime_ns", "content_hash", "file_size", "content_type", "width", "height")
 ROW_GROUP = 50_000  # rows: open() streams the file a row group at a time
-SAVE_EVERY = 2.0  # seconds between progress saves while a load streams
+SAVE_EVERY = 2.0  # seconds between progress saves while a load streams, at least
+# At most this share of the main process's time goes to progress saves. Each rewrites every hash
+# recorded so far (~1 s at a million screenshots): at a tenth, a million-file load spent 19 s of
+# its main process on them. A crash loses the hashing done since the last save, at most 20 times
+# as long as that save took.
+SAVE_SHARE = 0.05
 SPILL_PREFIX = "pharmload-hashes-"  # then the loader's PID: the temporary folder of its recorded hashes
 STALE_SPILL = 3600.0  # seconds untouched before a gone load's spill folder is removed (new_spill)
 
@@ -127,8 +132,8 @@ class Manifest:
             metadata={"pharmload": orjson.dumps(header).decode()}, engine="streaming"))
         spent = time.monotonic() - now
         self._saved_at = time.monotonic()
-        # Progress saves cost time proportional to the scrape: keep them under ~10% of the run.
-        self._interval = max(SAVE_EVERY, 10 * spent)
+        # Progress saves cost time proportional to the scrape: keep them to SAVE_SHARE of the run.
+        self._interval = max(SAVE_EVERY, spent / SAVE_SHARE)
 
     def reconcile(self, committed: Callable[[str], bool]) -> str | None:
         """Bring the manifest in line with the database; returns what had to be dropped, if anything.
