@@ -77,6 +77,7 @@ class Manifest:
     # million screenshots' rows were ~250 MB, a quarter of a million-file load's peak.
     _new: list[Path] = field(default_factory=list)
     _spill: Path | None = None
+    _remove_spill: Callable[[], object] | None = None  # the weakref.finalize that removes _spill
     _by_folder: dict[str, pl.DataFrame] | None = None
     @classmethod
     def open(cls, path: Path, states_dir: Path, tag: str, target: str) -> tuple[Manifest, str | None]:
@@ -215,7 +216,7 @@ class Manifest:
         try:
             if self._spill is None:
                 self._spill = new_spill()
-                weakref.finalize(self, shutil.rmtree, self._spill, True)
+                self._remove_spill = weakref.finalize(self, shutil.rmtree, self._spill, True)
             part = self._spill / f"{len(self._new):06d}.parquet"
             hashed.select(list(IMAGE_SCHEMA)).cast(pl.Schema(IMAGE_SCHEMA)).write_parquet(
                 part, compression="lz4", statistics=False)
@@ -224,6 +225,14 @@ class Manifest:
                             f"({exc.strerror or exc}); nothing was committed: free some space there or set "
                             "TMPDIR to another folder, then run the load again") from exc
         self._new.append(part)
+
+    def close(self) -> None:
+        """Remove this run's spill folder now, its hashes saved or not wanted. Not left to the
+        finalizer: the CLI leaves by os._exit, where none runs, and a failed load's traceback keeps
+        this object alive until then."""
+        if self._remove_spill is not None:
+            self._remove_spill()
+        self._spill, self._new, self._remove_spill = None, [], None
 
     def _recorded(self) -> list[pl.LazyFrame]:
         """This run's recorded hashes, in the order recorded (scanned from their files)."""
@@ -249,14 +258,16 @@ def new_spill() -> Path:
 def remove_stale_spills(tmp: Path, now: float | None = None) -> list[Path]:
     """Remove this user's spill folders in tmp whose load is gone: its process no longer runs and
     nothing was written there for STALE_SPILL seconds (a process of another PID namespace sharing
-    the folder looks gone; a running load writes a file per chunk). Returns what it removed."""
+    the folder looks gone; a running load writes a file per chunk). Folders named without a PID,
+    by versions before 2026-12-04 (whose failed loads left them behind), go by their age alone.
+    Returns what it removed."""
     now = time.time() if now is None else now
     removed = []
     for entry in tmp.glob(f"{SPILL_PREFIX}*"):
-        pid = entry.name[len(SPILL_PREFIX):].split("-", 1)[0]
+        pid, dash, _ = entry.name[len(SPILL_PREFIX):].partition("-")
         try:
             st = entry.lstat()
-            if (not pid.isdigit() or workers.alive(int(pid)) or not stat.S_ISDIR(st.st_mode)
+            if ((dash and not pid.isdigit()) or (dash and workers.alive(int(pid))) or not stat.S_ISDIR(st.st_mode)
                     or st.st_uid != os.getuid() or now - st.st_mtime < STALE_SPILL):
                 continue
         except OSError:

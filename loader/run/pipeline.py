@@ -9,6 +9,7 @@ dataset are done on the db lane too, beside the first chunk's parsing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import sys
@@ -69,7 +70,7 @@ def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
         # Worker processes only pay off for more than one chunk of work; the manifest says how
         # much there probably is (the database may still void it, and then the work runs in-process).
         todo = _todo(settings, plan.jsons, man)[0].height
-        with workers.pool(settings.workers if todo > settings.chunk_files else 1) as pool:  # starts now
+        with contextlib.closing(man), workers.pool(settings.workers if todo > settings.chunk_files else 1) as pool:
             load_id = uuid.uuid4().hex
             store = image_store(settings)
             attempts = iter(range(1, settings.retries + 1))

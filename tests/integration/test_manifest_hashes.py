@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from benchmarks.corpus import CorpusSpec, generate
-from loader.errors import LoadError
+from loader.errors import LoadError, TransientDatabaseError
 from loader.run import manifest, pipeline
 from loader.settings import Settings
 from tests.conftest import query
@@ -72,7 +72,8 @@ def test_a_load_removes_the_spill_folders_of_loads_killed_outright(settings: Set
         f"pharmload-hashes-{dead}-killed",    # its load is gone, and it is old: removed
         f"pharmload-hashes-{dead}-fresh",     # gone, but written to moments ago (another PID namespace?)
         f"pharmload-hashes-{os.getpid()}-x",  # its process runs
-        "pharmload-hashes-notapid",           # not named by a process
+        "pharmload-hashes-k3x_9q2a",          # an older version's name, without a PID: old, removed
+        "pharmload-hashes-not-a-pid",         # not named by a process
         "someone-elses-folder")}
     for name, folder in left.items():
         folder.mkdir()
@@ -82,4 +83,22 @@ def test_a_load_removes_the_spill_folders_of_loads_killed_outright(settings: Set
 
     pipeline.run(settings.replace(states_dir=root))
 
-    assert sorted(p.name for p in tmp.iterdir()) == sorted(set(left) - {f"pharmload-hashes-{dead}-killed"})
+    assert sorted(p.name for p in tmp.iterdir()) == sorted(set(left) - {f"pharmload-hashes-{dead}-killed",
+                                                                         "pharmload-hashes-k3x_9q2a"})
+
+
+def test_a_failed_load_removes_its_spill_folder_before_it_returns(settings: Settings, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # The CLI leaves by os._exit, where no finalizer runs, and the failure's traceback keeps the
+    # manifest alive until then: the folder must be gone while the error is still in hand.
+    root = tmp_path / "tree"
+    generate(root, CorpusSpec(files=150, seed=10, image_bytes=1500, profile="realistic"))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+
+    with pytest.raises(TransientDatabaseError) as failure:
+        pipeline.run(settings.replace(states_dir=root, test_terminate_at="merging", retries=1))
+
+    assert failure.value.__traceback__ is not None
+    assert [p.name for p in tmp.iterdir()] == []
