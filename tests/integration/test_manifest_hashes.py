@@ -22,13 +22,19 @@ from loader.settings import Settings
 from tests.conftest import query
 
 
+@pytest.fixture
+def spill(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty folder that stands for TMPDIR during the test."""
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
+
+
 def test_every_hash_reaches_the_manifest_and_the_spill_folder_goes(settings: Settings, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                     spill: Path) -> None:
     root = tmp_path / "tree"
     stats = generate(root, CorpusSpec(files=300, seed=7, image_bytes=1500, days=2, profile="realistic"))
-    spill = tmp_path / "tmp"
-    spill.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(spill))
     pooled = settings.replace(states_dir=root, max_workers=2, chunk_files=30)
 
     pipeline.run(pooled)
@@ -61,14 +67,11 @@ def _dead_pid() -> int:
 
 
 def test_a_load_removes_the_spill_folders_of_loads_killed_outright(settings: Settings, tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                   spill: Path) -> None:
     root = tmp_path / "tree"
     generate(root, CorpusSpec(files=120, seed=9, image_bytes=1500, profile="realistic"))
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     dead, hour_ago = _dead_pid(), time.time() - 2 * manifest.STALE_SPILL
-    left = {name: tmp / name for name in (
+    left = {name: spill / name for name in (
         f"pharmload-hashes-{dead}-killed",    # its load is gone, and it is old: removed
         f"pharmload-hashes-{dead}-fresh",     # gone, but written to moments ago (another PID namespace?)
         f"pharmload-hashes-{os.getpid()}-x",  # its process runs
@@ -83,22 +86,19 @@ def test_a_load_removes_the_spill_folders_of_loads_killed_outright(settings: Set
 
     pipeline.run(settings.replace(states_dir=root))
 
-    assert sorted(p.name for p in tmp.iterdir()) == sorted(set(left) - {f"pharmload-hashes-{dead}-killed",
+    assert sorted(p.name for p in spill.iterdir()) == sorted(set(left) - {f"pharmload-hashes-{dead}-killed",
                                                                          "pharmload-hashes-k3x_9q2a"})
 
 
 def test_a_failed_load_removes_its_spill_folder_before_it_returns(settings: Settings, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                  spill: Path) -> None:
     # The CLI leaves by os._exit, where no finalizer runs, and the failure's traceback keeps the
     # manifest alive until then: the folder must be gone while the error is still in hand.
     root = tmp_path / "tree"
     generate(root, CorpusSpec(files=150, seed=10, image_bytes=1500, profile="realistic"))
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
 
     with pytest.raises(TransientDatabaseError) as failure:
         pipeline.run(settings.replace(states_dir=root, test_terminate_at="merging", retries=1))
 
     assert failure.value.__traceback__ is not None
-    assert [p.name for p in tmp.iterdir()] == []
+    assert [p.name for p in spill.iterdir()] == []
