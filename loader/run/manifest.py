@@ -267,8 +267,8 @@ def remove_stale_spills(tmp: Path, now: float | None = None) -> list[Path]:
         pid, dash, _ = entry.name[len(SPILL_PREFIX):].partition("-")
         try:
             st = entry.lstat()
-            if ((dash and not pid.isdigit()) or (dash and workers.alive(int(pid))) or not stat.S_ISDIR(st.st_mode)
-                    or st.st_uid != os.getuid() or now - st.st_mtime < STALE_SPILL):
+            spared = dash and (not pid.isdigit() or workers.alive(int(pid)))  # a live load's, or not named by one
+            if spared or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or now - st.st_mtime < STALE_SPILL:
                 continue
         except OSError:
             continue
