@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from loader import procs
 from loader.errors import ConfigError, DatabaseError
 
 log = logging.getLogger("pharmload")
@@ -48,16 +49,6 @@ class EmbeddedServer:
             _remove_handle(self.data_dir, os.getpid())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _handles_lock() -> Any:
     """The wheel's own inter-process lock, which it holds while it edits the handle list: commands
     started together (one per tag, from cron) must not rewrite the list over each other's PIDs."""
@@ -78,7 +69,7 @@ def _prune(data_dir: Path) -> list[int]:
         pids = [int(p) for p in json.loads(path.read_text() or "[]")]
     except (OSError, ValueError, TypeError):
         return []
-    alive = [p for p in pids if _pid_alive(p)]
+    alive = [p for p in pids if procs.alive(p)]
     if alive != pids:
         path.write_text(json.dumps(alive))
     return [p for p in pids if p not in alive]

@@ -28,9 +28,9 @@ from typing import Any
 import orjson
 import polars as pl
 
+from loader import procs
 from loader.errors import LoadError
 from loader.report import write_atomically
-from loader.run import workers
 
 log = logging.getLogger("pharmload")
 VERSION = 3  # 3: rejected files keep their reason; a version 2 manifest is read as one without reasons
@@ -267,7 +267,7 @@ def remove_stale_spills(tmp: Path, now: float | None = None) -> list[Path]:
         pid, dash, _ = entry.name[len(SPILL_PREFIX):].partition("-")
         try:
             st = entry.lstat()
-            spared = dash and (not pid.isdigit() or workers.alive(int(pid)))  # a live load's, or not named by one
+            spared = dash and (not pid.isdigit() or procs.alive(int(pid)))  # a live load's, or not named by one
             if spared or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or now - st.st_mtime < STALE_SPILL:
                 continue
         except OSError:

@@ -18,6 +18,8 @@ from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from loader import procs
+
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -82,23 +84,6 @@ class Pool:
             yield result
 
 
-def alive(pid: int) -> bool:
-    """True while pid runs; a zombie (killed, not yet reaped by its parent) counts as gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except FileNotFoundError:
-        return False
-    except OSError:  # no /proc: fall back to a signal probe
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            pass
-        return True
-
-
 def _start_worker(parent: int) -> None:
     """Worker initializer: exit when the loader is gone, and never collect the preloaded modules.
 
@@ -109,7 +94,7 @@ def _start_worker(parent: int) -> None:
     """
     gc.freeze()
     def watch() -> None:
-        while alive(parent):
+        while procs.alive(parent):
             time.sleep(0.5)
         os._exit(1)
 
