@@ -37,10 +37,6 @@ class Server:
     def drop(self, database: str) -> None:
         self.admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database)))
 
-    def processes(self) -> list[psutil.Process]:
-        root = psutil.Process(self.postmaster_pid)
-        return [root, *root.children(recursive=True)]
-
     def cpu_seconds(self) -> float:
         """CPU of the whole server so far: live processes, plus the backends that exited (reaped by
         the postmaster, so in its children's times)."""

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,34 @@ def test_harness_runs_every_contender_on_a_tiny_corpus(tmp_path: Path) -> None:
     mem = result["memory_check"]
     assert mem["files"] == 30 and mem["pass"] and mem["tree_warm_s"] >= 0 and mem["vm"]["pgpgin"] >= 0
     assert "Its tree was read beforehand" in done.stdout
+
+
+def test_the_sampler_sees_the_tree_and_memory_psutil_sees() -> None:
+    """The sampler reads the kernel's child lists and /proc directly (psutil walked the whole
+    machine twice a sample); it must find the same processes and the same memory."""
+    psutil = pytest.importorskip("psutil")
+    from benchmarks.harness.measure import _tree_pss, _tree_rss, descendants
+
+    grandchild = ("import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', "
+                  "'import time; b = bytearray(40 << 20); time.sleep(30)']); time.sleep(30)")
+    top = subprocess.Popen([sys.executable, "-c", grandchild])
+    try:
+        root = psutil.Process(top.pid)
+        for _ in range(500):  # until the grandchild has allocated its 40 MB
+            tree = root.children(recursive=True)
+            if tree and sum(p.memory_info().rss for p in tree) > 40 << 20:
+                break
+            time.sleep(0.01)
+        expected = [top.pid, *(p.pid for p in tree)]
+        assert sorted([top.pid, *descendants(top.pid)]) == sorted(expected) and len(expected) == 2
+        procs = [psutil.Process(pid) for pid in expected]
+        rss = sum(p.memory_info().rss for p in procs)
+        pss = sum(p.memory_full_info().pss for p in procs)
+        assert abs(_tree_rss(expected) - rss) < 2 << 20
+        assert abs(_tree_pss(expected) - pss) < 2 << 20
+        assert _tree_rss(expected) > 40 << 20
+    finally:
+        for p in psutil.Process(top.pid).children(recursive=True):
+            p.kill()
+        top.kill()
+        top.wait()
