@@ -9,22 +9,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loader import heavy, options
 from loader.errors import (
+    EXIT_INTERRUPTED,
     EXIT_LOAD_FAILED,
     EXIT_OK,
     EXIT_REJECTS,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     EXIT_VERIFY_MISMATCH,
     ConfigError,
     PharmloadError,
+    Terminated,
+    interrupted_by,
+    on_signal,
     redact,
 )
-from loader.run import headstart
+from loader.run import headstart, workers
 from loader.settings import Settings, load_settings
 
 if TYPE_CHECKING:
@@ -234,21 +241,42 @@ def run(argv: list[str]) -> int:
         if handler is None:
             raise ConfigError(f"the {settings.command} command is not available in this version")
         return handler(settings)
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     except PharmloadError as exc:
+        if interrupted_by() is not None:
+            return _interrupted(exc)
         print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("pharmload: interrupted; nothing was committed by the interrupted load", file=sys.stderr)
-        return 130
+    except Exception as exc:  # a bug, or a worker killed from outside: never exit 1, which means rejects
+        if interrupted_by() is not None:
+            return _interrupted(exc)
+        traceback.print_exc()
+        print(f"pharmload: unexpected error: {redact(f'{type(exc).__name__}: {exc}', settings.secrets)}",
+              file=sys.stderr)
+        return EXIT_LOAD_FAILED
+
+
+def _interrupted(exc: BaseException) -> int:
+    """Ctrl-C or SIGTERM (or an error they caused, sent to the whole group): one line, 130 or 143.
+    pipeline.run notes whether the load had committed before the signal came."""
+    notes = getattr(exc, "__notes__", None)
+    outcome = notes[-1] if notes else "nothing was committed by the interrupted load"
+    sigterm = isinstance(exc, Terminated) or interrupted_by() == signal.SIGTERM
+    print(f"pharmload: {'terminated (SIGTERM)' if sigterm else 'interrupted'}; {outcome}", file=sys.stderr)
+    return EXIT_TERMINATED if sigterm else EXIT_INTERRUPTED
 
 
 def main() -> None:
     heavy.tune_allocator()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
     code = run(sys.argv[1:])
     # Everything is committed, written, closed and logged by now (the embedded server was released
     # explicitly): leave without the interpreter's teardown of every loaded module, which with
     # polars and psycopg costs ~0.1 s, a fifth of a re-run, paid by every cron run.
     logging.shutdown()
+    workers.before_exit()
     with contextlib.suppress(OSError):
         sys.stdout.flush()
         sys.stderr.flush()

@@ -1,15 +1,17 @@
 """The few exception types pharmload raises, each mapped to one exit code.
 
 The CLI turns any of these into one line on stderr and its exit code; everything else is a bug
-and gets a traceback. Only `TransientDatabaseError` is ever retried (`retry`): it marks faults where
-the same transaction, run again, can succeed (connection lost, server restarted, serialization
-failure). Nothing here imports the driver, so a load can decide and report without it.
+and gets a traceback and exit code 3 (a failed load), never Python's 1, which means rejects here.
+Only `TransientDatabaseError` is ever retried (`retry`): it marks faults where the same
+transaction, run again, can succeed (connection lost, server restarted, serialization failure).
+Nothing here imports the driver, so a load can decide and report without it.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import signal
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,6 +24,30 @@ EXIT_REJECTS = 1
 EXIT_USAGE = 2
 EXIT_LOAD_FAILED = 3
 EXIT_VERIFY_MISMATCH = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + the signal's number, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: a cron job's time limit (`timeout`), systemd stopping a service, a container's end.
+    Unwound as Ctrl-C is, so that the transaction rolls back, the workers stop, the spill folder is
+    removed and the report says what happened, rather than the process vanishing at once."""
+
+
+_SIGNALS: list[int] = []  # the interrupting signals this process received, in order
+
+
+def on_signal(signum: int, frame: object) -> None:
+    """The loader's handler of SIGINT and SIGTERM (cli.main installs it in its main process)."""
+    _SIGNALS.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+
+def interrupted_by() -> int | None:
+    """The signal that interrupted this load, if one did. Sent to the whole process group, it also
+    reaches the db process and the workers, and what that breaks (a cancelled statement, a broken
+    pool) may surface before the loader's own KeyboardInterrupt: an effect, not a failure."""
+    return _SIGNALS[0] if _SIGNALS else None
 
 
 class PharmloadError(Exception):

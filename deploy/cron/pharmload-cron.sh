@@ -42,7 +42,8 @@
 # "pharmload-cron[PID]"; pharmload's own output (timestamped log lines, then the end-of-run summary)
 # is appended between them. Exit status: the worst (highest) pharmload exit status of the run's loads
 # (0 loaded, 1 some files rejected, 2 configuration error, 3 load failed, 4 verify mismatch,
-# 130 interrupted); 2 when this script's own configuration is wrong; 0 when another run holds the lock.
+# 130 interrupted, 143 terminated); 2 when this script's own configuration is wrong; 0 when another
+# run holds the lock.
 # Lines about a run that ends with status 2 or more are also printed on stderr, so cron mails them
 # to MAILTO; status 0 and 1 stay in the log only.
 set -euo pipefail
@@ -158,7 +159,8 @@ meaning() {
         2) echo "usage or configuration error, nothing done" ;;
         3) echo "load failed, database unchanged" ;;
         4) echo "loaded, but --verify-writes found a mismatch" ;;
-        130) echo "interrupted, nothing committed by the interrupted load" ;;
+        130) echo "interrupted (SIGINT), see pharmload's last line for whether it committed" ;;
+        143) echo "terminated (SIGTERM), see pharmload's last line for whether it committed" ;;
         *) echo "unexpected exit status" ;;
     esac
 }

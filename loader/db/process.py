@@ -207,6 +207,9 @@ def _serve(sock: socket.socket, loader: int) -> None:
     """The child's life: import psycopg, then run calls until the loader closes its end."""
     global _running
     signal.signal(signal.SIGINT, _interrupt)
+    # SIGTERM sent to the whole group (systemd, a container's end) is the loader's to act on: it
+    # unwinds (cli.py) and closes this end, and the transaction rolls back here as it would on Ctrl-C.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     threading.Thread(target=_watch, args=(loader,), daemon=True, name="pharmload-db-watch").start()
     with heavy.kept_for_good():
         from loader.db.merge import LoadTransaction

@@ -25,7 +25,7 @@ import polars as pl
 from loader import heavy
 from loader.db import process
 from loader.db.target import database
-from loader.errors import PharmloadError, redact, retry
+from loader.errors import PharmloadError, interrupted_by, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
@@ -85,13 +85,27 @@ def run(settings: Settings, proc: process.DbProcess | None = None) -> Report:
                                   rep.verify["checked"], rep.verify["images_checked"])
         rep.status = "dry-run" if settings.dry_run else "ok"
         return rep
-    except PharmloadError as exc:
-        rep.status = "failed"
-        rep.error = redact(str(exc), settings.secrets)
+    except BaseException as exc:
+        _record_failure(rep, exc, settings)
         raise
     finally:
         rep.elapsed = time.perf_counter() - t0
         write_outputs(settings, rep)
+
+
+def _record_failure(rep: Report, exc: BaseException, settings: Settings) -> None:
+    """What the report says of a load that raised. Ctrl-C and SIGTERM (and what they broke when
+    sent to the whole group: a cancelled statement, the pool) make it interrupted; the CLI prints
+    the note."""
+    if isinstance(exc, KeyboardInterrupt) or interrupted_by() is not None:
+        rep.status = "interrupted"
+        rep.error = (f"the load had committed as run {rep.run_id} before that" if rep.run_id is not None
+                     else "nothing was committed by the interrupted load")
+        exc.add_note(rep.error)
+    else:
+        rep.status = "failed"
+        rep.error = redact(str(exc) if isinstance(exc, PharmloadError) else f"{type(exc).__name__}: {exc}",
+                           settings.secrets)
 
 
 def _verify(settings: Settings, dsn: str, done: _Committed, store: Store, plan: discover.Plan, man: Manifest,

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
+import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ThreadPoolExecutor, wait
+from concurrent.futures import BrokenExecutor, Executor, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loader import procs
+from loader.errors import LoadError, interrupted_by
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -64,6 +67,17 @@ class Pool:
     def ordered(self, fn: Callable[[A], R], tasks: Iterable[A], window: int,
                 timer: Callable[[], AbstractContextManager[Any]] = nullcontext) -> Iterator[R]:
         """fn over tasks, results in task order, at most `window` tasks in flight (bounded memory)."""
+        try:
+            yield from self._ordered(fn, tasks, window, timer)
+        except BrokenExecutor as exc:  # a worker process died: the kernel's OOM killer, a kill by hand
+            if interrupted_by() is not None:
+                raise  # the signal that also reached the workers is what the CLI reports
+            raise LoadError("a worker process ended unexpectedly (killed, perhaps by the out-of-memory "
+                            "killer); nothing was committed: run the load again, with a smaller "
+                            "--chunk-files or fewer --max-workers if memory is short") from exc
+
+    def _ordered(self, fn: Callable[[A], R], tasks: Iterable[A], window: int,
+                 timer: Callable[[], AbstractContextManager[Any]]) -> Iterator[R]:
         queue: deque[Future[R]] = deque()
         it = iter(tasks)
         while True:
@@ -84,6 +98,16 @@ class Pool:
             yield result
 
 
+def before_exit() -> None:
+    """What the interpreter's exit does for multiprocessing, which the CLI's os._exit skips: run its
+    exit hook, which removes its temporary folder (`pymp-*`, holding the forkserver's socket). A
+    load that ran workers left one in TMPDIR each time before, every cron run included."""
+    util = sys.modules.get("multiprocessing.util")
+    hook = getattr(util, "_exit_function", None)
+    if hook is not None:
+        hook()
+
+
 def _start_worker(parent: int) -> None:
     """Worker initializer: exit when the loader is gone, and never collect the preloaded modules.
 
@@ -93,6 +117,10 @@ def _start_worker(parent: int) -> None:
     garbage skip them (a full pass over them is ~0.04 s), and never write to their shared pages.
     """
     gc.freeze()
+    # Ctrl-C reaches every process of the terminal's group: the loader acts on it and stops the
+    # workers (_abandon); a KeyboardInterrupt here would only print a traceback per worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
     def watch() -> None:
         while procs.alive(parent):
             time.sleep(0.5)
@@ -137,8 +165,24 @@ def pool(size: int) -> Iterator[Pool]:
     workers = Pool(first, size, renew=executor)
     try:
         yield workers
-    finally:
-        workers.executor.shutdown(wait=True)
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) or interrupted_by() is not None:
+            _abandon(workers.executor)
+        else:
+            workers.executor.shutdown(wait=True)
+        raise
+    workers.executor.shutdown(wait=True)
+
+
+def _abandon(executor: Executor) -> None:
+    """Stop the workers of an interrupted load without waiting for them. SIGTERM to the whole group
+    kills workers wherever they are, one perhaps halfway through sending a result, and the pool's
+    orderly shutdown would then wait forever for the rest of it. Their work is void anyway: the
+    transaction rolls back, and a store object is written whole or not at all."""
+    for proc in list(getattr(executor, "_processes", {}).values()):  # no public handle before 3.14
+        with suppress(OSError, ValueError, AttributeError):
+            proc.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _ready() -> None:

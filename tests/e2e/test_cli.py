@@ -246,13 +246,14 @@ def test_exit_3_when_the_load_fails_leaves_the_database_unchanged(cli: Cli, dsn:
 
 
 @contextlib.contextmanager
-def _waiting_for_the_lock(cli: Cli, dsn: str) -> Iterator[tuple[subprocess.Popen[str], psycopg.Connection[Any]]]:
+def _waiting_for_the_lock(cli: Cli, dsn: str, *extra: str, env: dict[str, str] | None = None
+                         ) -> Iterator[tuple[subprocess.Popen[str], psycopg.Connection[Any]]]:
     """A first load started while this test holds the tag's lock, yielded once it waits for it
     (with the connection holding the lock); the load runs in a session of its own."""
     with psycopg.connect(dsn, autocommit=True) as holder:
         holder.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (LOCK_NAMESPACE, "cli-tag"))
-        proc = subprocess.Popen([*_command(), *cli.load()], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=_env(), start_new_session=True)
+        proc = subprocess.Popen([*_command(), *cli.load(*extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env={**_env(), **(env or {})}, start_new_session=True)
         try:
             deadline = time.monotonic() + 60
             while not holder.execute("SELECT 1 FROM pg_stat_activity WHERE application_name = 'pharmload' "
@@ -297,11 +298,17 @@ def _state(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 @pytest.mark.parametrize("load", ["first", "incremental"])
 @pytest.mark.parametrize("to_whom", ["the loader", "its process group"])
-def test_ctrl_c_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str, load: str, to_whom: str) -> None:
+@pytest.mark.parametrize(("sig", "code", "said"), [
+    (signal.SIGINT, 130, "pharmload: interrupted; nothing was committed"),  # Ctrl-C, kill -INT
+    (signal.SIGTERM, 143, "pharmload: terminated (SIGTERM); nothing was committed"),  # timeout(1), systemd
+], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupt_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str, load: str, to_whom: str,
+                                                                     sig: signal.Signals, code: int, said: str) -> None:
     """A first load waits for the lock on its db lane while it parses, a later load before it parses;
     either way the wait runs in the db process. An interrupt, whether sent to the loader alone (kill
-    -INT) or to the terminal's process group (Ctrl-C), must end that wait at once and leave nothing
-    behind: no session, no change to any table, no stored screenshot."""
+    -INT, kill -TERM) or to its whole process group (Ctrl-C in a terminal; systemd stopping a
+    service), must end that wait at once, say so, and leave nothing behind: no session, no change to
+    any table, no stored screenshot; and the report must not claim the load is still running."""
     _tree(cli.scrape)
     if load == "incremental":
         assert cli.run(cli.load()).code == 0
@@ -310,15 +317,68 @@ def test_ctrl_c_while_waiting_for_the_tags_lock_exits_at_once(cli: Cli, dsn: str
     before, stored = _state(dsn), _store(cli.image_dir)
     with _waiting_for_the_lock(cli, dsn) as (proc, holder):
         if to_whom == "the loader":
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
         else:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, sig)
         _, stderr = proc.communicate(timeout=15)
-        assert proc.returncode == 130, stderr
-        assert "interrupted; nothing was committed" in stderr
+        assert proc.returncode == code, stderr
+        assert said in stderr and "Traceback" not in stderr, stderr
         _no_pharmload_session_within(holder, 10)
     assert _state(dsn) == before  # on a first load: no table at all, as the lock comes before the schema
     assert _store(cli.image_dir) == stored
+    assert cli.report_json()["status"] == "interrupted"
+
+
+@pytest.mark.parametrize(("sig", "code", "said"), [
+    (signal.SIGTERM, 143, "pharmload: terminated (SIGTERM); nothing was committed"),
+    (signal.SIGINT, 130, "pharmload: interrupted; nothing was committed"),
+], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_to_the_process_group_ends_a_load_with_workers_as_interrupted(
+        cli: Cli, dsn: str, tmp_path: Path, sig: signal.Signals, code: int, said: str) -> None:
+    """systemd or a container's end sends SIGTERM to every process of the group, a terminal's Ctrl-C
+    SIGINT: the workers and the db process get it too, and what that breaks (a dead worker's pool,
+    a cancelled statement) may reach the loader before its own signal does. The load must still end
+    as interrupted (143 or 130), not hang on its pool, not fail (3) or crash with exit code 1, which
+    reads "some files rejected", and leave no session, table, screenshot or folder in TMPDIR."""
+    _tree(cli.scrape)
+    tmp = tmp_path / "TMPDIR"
+    tmp.mkdir()
+    with _waiting_for_the_lock(cli, dsn, "--chunk-files", "1", "--max-workers", "2", env={"TMPDIR": str(tmp)}
+                               ) as (proc, holder):
+        deadline = time.monotonic() + 30  # the workers have parsed and hashed, the spill folder is there
+        while not list(tmp.glob("pharmload-hashes-*")):
+            assert time.monotonic() < deadline, "the load recorded no screenshot hash"
+            time.sleep(0.05)
+        assert len(_children(proc.pid)) >= 3, "the db process and two workers (and their forkserver)"
+        os.killpg(proc.pid, sig)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == code, stderr
+        assert said in stderr and "Traceback" not in stderr, stderr
+        _no_pharmload_session_within(holder, 10)
+    assert _tables(dsn) == []
+    assert _store(cli.image_dir) == []
+    assert list(tmp.iterdir()) == []  # neither our hash spill folder nor multiprocessing's pymp-*
+    assert cli.report_json()["status"] == "interrupted"
+
+
+def test_a_worker_killed_mid_load_fails_the_load_with_a_message(cli: Cli, dsn: str) -> None:
+    """A worker killed from outside (the kernel's out-of-memory killer, kill -9) breaks the pool.
+    The load fails (exit 3) with a message that says so, and commits nothing; it used to end in a
+    traceback and Python's exit code 1, which reads "some files rejected" to cron."""
+    for i in range(12):
+        cli.scrape.search(f"2025-08-03/PA/Shop{i:02d}_01", document())
+    with _waiting_for_the_lock(cli, dsn, "--chunk-files", "1", "--max-workers", "2") as (proc, holder):
+        server = [p for p in _children(proc.pid) if b"forkserver" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        assert len(server) == 1, "a load of 12 one-file chunks runs a pool of workers"
+        workers = _children(server[0])
+        assert workers, "the pool's workers are forks of its forkserver"
+        os.kill(workers[0], signal.SIGKILL)
+        holder.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_NAMESPACE, "cli-tag"))
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 3, stderr
+        assert "a worker process ended unexpectedly" in stderr and "Traceback" not in stderr, stderr
+    assert _tables(dsn) == []  # the first load's schema, too, was rolled back
+    assert cli.report_json()["status"] == "failed"
 
 
 def test_a_loader_killed_while_waiting_for_the_lock_leaves_no_session_behind(cli: Cli, dsn: str) -> None:
