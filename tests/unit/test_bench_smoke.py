@@ -167,11 +167,14 @@ def test_the_sampler_sees_the_tree_and_memory_psutil_sees() -> None:
     top = subprocess.Popen([sys.executable, "-c", grandchild])
     try:
         root = psutil.Process(top.pid)
-        for _ in range(500):  # until the grandchild has allocated its 40 MB
+        last = -1
+        for _ in range(1000):  # until the grandchild has allocated its 40 MB and both sleep
             tree = root.children(recursive=True)
-            if tree and sum(p.memory_info().rss for p in tree) > 40 << 20:
+            now = sum(p.memory_info().rss for p in [root, *tree])
+            if tree and now > 40 << 20 and now == last:
                 break
-            time.sleep(0.01)
+            last = now
+            time.sleep(0.05)
         expected = [top.pid, *(p.pid for p in tree)]
         assert sorted([top.pid, *descendants(top.pid)]) == sorted(expected) and len(expected) == 2
         procs = [psutil.Process(pid) for pid in expected]
