@@ -28,6 +28,7 @@ from loader.errors import (
     PharmloadError,
     Terminated,
     interrupted_by,
+    is_interruption,
     on_signal,
     redact,
 )
@@ -241,17 +242,13 @@ def run(argv: list[str]) -> int:
         if handler is None:
             raise ConfigError(f"the {settings.command} command is not available in this version")
         return handler(settings)
-    except KeyboardInterrupt as exc:
-        return _interrupted(exc)
-    except PharmloadError as exc:
-        if interrupted_by() is not None:
+    except (KeyboardInterrupt, Exception) as exc:
+        if is_interruption(exc):
             return _interrupted(exc)
-        print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
-        return exc.exit_code
-    except Exception as exc:  # a bug, or a worker killed from outside: never exit 1, which means rejects
-        if interrupted_by() is not None:
-            return _interrupted(exc)
-        traceback.print_exc()
+        if isinstance(exc, PharmloadError):
+            print(f"pharmload: {redact(str(exc), settings.secrets)}", file=sys.stderr)
+            return exc.exit_code
+        traceback.print_exc()  # a bug, or a worker killed from outside: never exit 1, which means rejects
         print(f"pharmload: unexpected error: {redact(f'{type(exc).__name__}: {exc}', settings.secrets)}",
               file=sys.stderr)
         return EXIT_LOAD_FAILED

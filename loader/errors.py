@@ -50,6 +50,12 @@ def interrupted_by() -> int | None:
     return _SIGNALS[0] if _SIGNALS else None
 
 
+def is_interruption(exc: BaseException) -> bool:
+    """Whether exc ends the load as interrupted rather than failed: Ctrl-C or SIGTERM itself, or
+    whatever was raised after one of them came."""
+    return isinstance(exc, KeyboardInterrupt) or interrupted_by() is not None
+
+
 class PharmloadError(Exception):
     """Base class: a failure the user can act on, with the exit code it ends the run with."""
 

@@ -25,7 +25,7 @@ import polars as pl
 from loader import heavy
 from loader.db import process
 from loader.db.target import database
-from loader.errors import PharmloadError, interrupted_by, redact, retry
+from loader.errors import PharmloadError, is_interruption, redact, retry
 from loader.metrics import write_outputs
 from loader.progress import Progress
 from loader.report import Report
@@ -97,7 +97,7 @@ def _record_failure(rep: Report, exc: BaseException, settings: Settings) -> None
     """What the report says of a load that raised. Ctrl-C and SIGTERM (and what they broke when
     sent to the whole group: a cancelled statement, the pool) make it interrupted; the CLI prints
     the note."""
-    if isinstance(exc, KeyboardInterrupt) or interrupted_by() is not None:
+    if is_interruption(exc):
         rep.status = "interrupted"
         rep.error = (f"the load had committed as run {rep.run_id} before that" if rep.run_id is not None
                      else "nothing was committed by the interrupted load")

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext, supp
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loader import procs
-from loader.errors import LoadError, interrupted_by
+from loader.errors import LoadError, is_interruption
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -70,7 +70,7 @@ class Pool:
         try:
             yield from self._ordered(fn, tasks, window, timer)
         except BrokenExecutor as exc:  # a worker process died: the kernel's OOM killer, a kill by hand
-            if interrupted_by() is not None:
+            if is_interruption(exc):
                 raise  # the signal that also reached the workers is what the CLI reports
             raise LoadError("a worker process ended unexpectedly (killed, perhaps by the out-of-memory "
                             "killer); nothing was committed: run the load again, with a smaller "
@@ -166,7 +166,7 @@ def pool(size: int) -> Iterator[Pool]:
     try:
         yield workers
     except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt) or interrupted_by() is not None:
+        if is_interruption(exc):
             _abandon(workers.executor)
         else:
             workers.executor.shutdown(wait=True)
